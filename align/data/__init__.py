@@ -1,0 +1,1 @@
+"""Stimulus sets and perturbations."""

@@ -1,0 +1,150 @@
+"""The metric protocol and the registry that the engine, configs and custom probes share.
+
+A metric is a pure function of one pair of layers, split in two for speed:
+
+- ``prepare(X, **kwargs) -> prep``: per-layer work done once (a centered Gram, RDM ranks, kNN sets, an SVD per
+  training fold). ``X`` is ``[n, d]`` float32; ``prep`` is a pytree of arrays whose shapes depend only on ``n``
+  and, at most, on ``d`` (the engine pads widths with zero columns when it needs equal shapes, so a metric that
+  is not invariant to zero-padding of features must say ``pad_invariant=False``).
+- ``compare(prep_x, prep_y, **kwargs) -> scalar`` (or a small pytree of scalars, e.g. ``{"score": ..., ...}``).
+
+Both are pure JAX so the engine can ``vmap``/``lax.map`` them over the whole layer grid in one compiled call.
+A metric that is a plain function of ``(X, Y)`` is registered with ``prepare=None``; the engine then passes
+raw arrays to ``compare``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import ast
+from collections.abc import Callable, Mapping
+from typing import Any
+
+INVARIANCES = frozenset({"rotation", "isotropic_scale", "translation", "stimulus_order"})
+
+
+@dataclasses.dataclass(frozen=True)
+class Metric:
+    """A registered alignment measure.
+
+    Attributes:
+      name: registry key, used in configs and results tables.
+      compare: ``compare(prep_x, prep_y, **kwargs)`` -> scalar; pure JAX.
+      prepare: ``prepare(X, **kwargs)`` -> pytree, or None when ``compare`` takes raw ``[n, d]`` arrays.
+      symmetric: True when compare(X, Y) == compare(Y, X); asymmetric metrics are computed per direction.
+      higher_is_more_aligned: False for distances (e.g. Procrustes angular distance).
+      bounds: (low, high) that every value lies in, or None.
+      invariances: subset of ``INVARIANCES`` the metric is invariant to (tested by the battery).
+      not_invariant_to: one transformation the metric must NOT be invariant to (the battery checks it fails).
+      min_n: the smallest number of stimuli the metric accepts.
+      defaults: keyword defaults; values that change the compiled program are listed in ``static``.
+      static: names of keyword arguments that are static (shapes, kinds, counts); others are traced.
+      prepare_kwargs: names of keyword arguments routed to ``prepare`` (the rest go to ``compare``).
+      validate: optional ``validate(n, widths, **kwargs)`` raising ValueError for bad hyper-parameters.
+      reference: the paper or implementation the definition follows.
+      doc: one line on what it measures.
+    """
+
+    name: str
+    compare: Callable[..., Any]
+    prepare: Callable[..., Any] | None = None
+    symmetric: bool = True
+    higher_is_more_aligned: bool = True
+    bounds: tuple[float, float] | None = None
+    invariances: frozenset[str] = frozenset()
+    not_invariant_to: str | None = None
+    min_n: int = 3
+    defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    static: frozenset[str] = frozenset()
+    prepare_kwargs: frozenset[str] = frozenset()
+    validate: Callable[..., None] | None = None
+    reference: str = ""
+    doc: str = ""
+    pad_invariant: bool = True
+
+    def __post_init__(self):
+        unknown = set(self.invariances) - INVARIANCES
+        if unknown:
+            raise ValueError(f"metric {self.name!r}: unknown invariances {sorted(unknown)}; known: {sorted(INVARIANCES)}")
+
+    def split_kwargs(self, kwargs: Mapping[str, Any]) -> tuple[dict, dict]:
+        """Merge ``kwargs`` over the defaults and split them into (prepare kwargs, compare kwargs)."""
+        unknown = set(kwargs) - set(self.defaults)
+        if unknown:
+            raise ValueError(
+                f"metric {self.name!r} got unknown argument(s) {sorted(unknown)}; it accepts {sorted(self.defaults)}"
+            )
+        merged = {**self.defaults, **kwargs}
+        prep = {k: v for k, v in merged.items() if k in self.prepare_kwargs}
+        comp = {k: v for k, v in merged.items() if k not in self.prepare_kwargs}
+        return prep, comp
+
+
+_REGISTRY: dict[str, Metric] = {}
+
+
+def register_metric(metric: Metric | None = None, /, *, overwrite: bool = False, **fields) -> Metric | Callable:
+    """Register a metric (built-in or custom probe) under ``metric.name``.
+
+    Use either ``register_metric(Metric(...))`` or, for a plain function of ``(X, Y)``, as a decorator::
+
+        @align.register_metric(name="my_probe", symmetric=True, bounds=(0, 1))
+        def my_probe(X, Y): ...
+    """
+    if metric is None:
+        def decorator(fn):
+            name = fields.pop("name", fn.__name__)
+            register_metric(Metric(name=name, compare=fn, doc=fields.pop("doc", (fn.__doc__ or "").strip().split("\n")[0]), **fields), overwrite=overwrite)
+            return fn
+        return decorator
+    if not isinstance(metric, Metric):
+        raise TypeError(f"register_metric expects a Metric, got {type(metric).__name__}")
+    if metric.name in _REGISTRY and not overwrite:
+        raise ValueError(f"a metric named {metric.name!r} is already registered; pass overwrite=True to replace it")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", metric.name):
+        raise ValueError(f"metric name {metric.name!r} must be a Python identifier")
+    _REGISTRY[metric.name] = metric
+    return metric
+
+
+def get_metric(name: str) -> Metric:
+    """The registered metric called ``name`` (raises a ValueError listing the known names)."""
+    if isinstance(name, Metric):
+        return name
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown metric {name!r}; registered metrics: {', '.join(sorted(_REGISTRY))}") from None
+
+
+def list_metrics() -> list[str]:
+    """Names of every registered metric, sorted."""
+    return sorted(_REGISTRY)
+
+
+def parse_metric_spec(spec: str) -> tuple[Metric, dict[str, Any]]:
+    """Parse a string spec such as ``"rbf_cka(sigma_frac=0.5)"`` into (metric, kwargs).
+
+    Arguments must be keyword literals (numbers, strings, booleans, None, tuples/lists of those).
+    """
+    spec = spec.strip()
+    m = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*)\s*(?:\((.*)\))?", spec, flags=re.S)
+    if not m:
+        raise ValueError(f"cannot parse metric spec {spec!r}; expected NAME or NAME(key=value, ...)")
+    metric = get_metric(m.group(1))
+    kwargs: dict[str, Any] = {}
+    if m.group(2) and m.group(2).strip():
+        try:
+            call = ast.parse(f"f({m.group(2)})", mode="eval").body
+        except SyntaxError as e:
+            raise ValueError(f"cannot parse arguments of metric spec {spec!r}: {e.msg}") from None
+        if call.args:
+            raise ValueError(f"metric spec {spec!r}: arguments must be given by keyword (key=value)")
+        for kw in call.keywords:
+            try:
+                kwargs[kw.arg] = ast.literal_eval(kw.value)
+            except ValueError:
+                raise ValueError(f"metric spec {spec!r}: value of {kw.arg!r} must be a literal") from None
+        metric.split_kwargs(kwargs)  # validates the names
+    return metric, kwargs
