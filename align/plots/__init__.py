@@ -1,0 +1,4 @@
+"""Figures drawn from results tables (matplotlib; plot functions compute nothing)."""
+
+from align.plots._heatmap import plot_layer_heatmap
+from align.plots._heatmap import save_heatmaps

@@ -1,0 +1,150 @@
+"""`align` command line: a thin layer over the library (parse arguments, show progress, print where outputs went).
+
+    align run CONFIG        extract + score + plot, skipping what exists
+    align extract CONFIG    only extract activations
+    align score CONFIG      extract (if needed) + score
+    align plot CONFIG       redraw heatmaps from the results table
+    align models            list model short names, where each resolves, and whether it is available offline
+    align metrics           list registered metrics
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def _parse_overrides(items: list[str]) -> dict:
+    import tomllib
+
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise SystemExit(f"--set expects KEY=VALUE (e.g. stimuli.n=50), got {item!r}")
+        key, raw = item.split("=", 1)
+        try:
+            out[key] = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key] = raw
+    return out
+
+
+def _summary(results_path: Path) -> str:
+    from align.results import best_layer_pairs, read_results
+
+    frame = read_results(results_path)
+    best = best_layer_pairs(frame)
+    lines = ["best layer pair per model pair, metric and direction:"]
+    for _, r in best.iterrows():
+        direction = {"x_to_y": f"{r.model_x} -> {r.model_y}", "y_to_x": f"{r.model_y} -> {r.model_x}"}.get(
+            r.direction, "symmetric")
+        lines.append(f"  {r.metric:22s} {direction:50s} {r.model_x}({r.pooling_x}) layer {r.layer_x} "
+                     f"(depth {r.rel_depth_x:.2f}) x {r.model_y}({r.pooling_y}) layer {r.layer_y} "
+                     f"(depth {r.rel_depth_y:.2f}): {r.score:.3f}")
+    return "\n".join(lines)
+
+
+def _cmd_run(args, stages) -> int:
+    from align.config import load_config
+    from align.experiments import run
+
+    cfg = load_config(args.config, _parse_overrides(args.set))
+    t0 = time.perf_counter()
+    out = run(cfg, stages=stages, progress=not args.quiet)
+    print(f"\nstores: {len(out.stores)} under {Path(next(iter(out.stores.values()))).parents[3] if out.stores else '-'}")
+    if out.results is not None:
+        print(f"results table: {out.results}")
+        print(_summary(out.results))
+    if out.heatmaps:
+        print(f"heatmaps ({len(out.heatmaps)}): {out.heatmaps[0].parent}/")
+        for p in out.heatmaps:
+            print(f"  {p}")
+    print(f"done in {time.perf_counter() - t0:.1f} s ({', '.join(f'{k} {v:.1f} s' for k, v in out.timings.items())})")
+    return 0
+
+
+def _cmd_plot(args) -> int:
+    from align.config import load_config
+    from align.plots import save_heatmaps
+    from align.results import read_results
+
+    cfg = load_config(args.config, _parse_overrides(args.set))
+    results = cfg.output_dir / "results.parquet"
+    paths = save_heatmaps(read_results(results), cfg.output_dir / "heatmaps", dpi=cfg.plot.dpi, skip_existing=False)
+    for p in paths:
+        print(p)
+    return 0
+
+
+def _cmd_models(args) -> int:
+    from align.extract import list_models
+
+    rows = list_models()
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    print(f"{'name':36s} {'modality':9s} {'offline':8s} resolves to")
+    for r in rows:
+        print(f"{r['name']:36s} {r['modality']:9s} {'yes' if r['available_offline'] else 'no':8s} {r['resolves_to']}")
+        if r.get("note"):
+            print(f"{'':36s} {'':9s} {'':8s} note: {r['note']}")
+    return 0
+
+
+def _cmd_metrics(args) -> int:
+    import align.metrics  # noqa: F401  (registers the built-ins)
+    from align.metrics import get_metric, list_metrics
+
+    for name in list_metrics():
+        m = get_metric(name)
+        kind = "symmetric" if m.symmetric else "directional"
+        better = "higher = more aligned" if m.higher_is_more_aligned else "lower = more aligned"
+        print(f"{name:24s} {kind:11s} {better:22s} {m.doc}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="align", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, help_ in (("run", "extract + score + plot, skipping what exists"),
+                        ("extract", "extract activations only"),
+                        ("score", "extract (if needed) and score"),
+                        ("plot", "redraw heatmaps from the results table")):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("config", help="a TOML run config (see configs/ and README 'Config reference')")
+        p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. stimuli.n=50")
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p = sub.add_parser("models", help="list model short names and whether each is available offline")
+    p.add_argument("--json", action="store_true")
+    sub.add_parser("metrics", help="list registered metrics")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from align.config import ConfigError
+
+    try:
+        if args.command == "run":
+            return _cmd_run(args, ("extract", "score", "plot"))
+        if args.command == "extract":
+            return _cmd_run(args, ("extract",))
+        if args.command == "score":
+            return _cmd_run(args, ("extract", "score"))
+        if args.command == "plot":
+            return _cmd_plot(args)
+        if args.command == "models":
+            return _cmd_models(args)
+        if args.command == "metrics":
+            return _cmd_metrics(args)
+    except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as e:
+        print(f"align {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

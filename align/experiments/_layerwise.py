@@ -1,0 +1,174 @@
+"""The layerwise experiment, which is what `align run CONFIG` does: extract -> score -> plot, skipping what exists.
+
+Every vision model (rows, "x") is compared with every language model (columns, "y"), for every pooling of each and
+every metric in the config. Each (store pair, metric) is one scoring job whose rows are written to
+``<output>/scores/<job fingerprint>.parquet``; the combined table is ``<output>/results.parquet``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from align._version import __version__
+from align.config import RunConfig
+
+DEFAULT_POOLINGS = {"vision": ("cls", "mean"), "language": ("mean",)}
+
+
+@dataclasses.dataclass
+class RunOutputs:
+    """Where a run's outputs went."""
+
+    stores: dict[tuple[str, str], Path]
+    results: Path | None = None
+    heatmaps: list[Path] = dataclasses.field(default_factory=list)
+    timings: dict[str, float] = dataclasses.field(default_factory=dict)
+
+
+def _log_default(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def activation_root(cfg: RunConfig) -> Path:
+    """Activations are shared between runs (keyed by stimulus set, condition, model, pooling)."""
+    return cfg.output_dir.parent / "activations" if cfg.output_dir.name else Path("results/activations")
+
+
+def _store_fingerprint(model: str, dtype: str, stimuli_fp: str, condition: str) -> str:
+    blob = json.dumps({"model": model, "dtype": dtype, "stimuli": stimuli_fp, "condition": condition}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def run_extract(cfg: RunConfig, stimuli, *, condition: str = "original", image_transform=None,
+                progress: bool = True, log: Callable[[str], None] = _log_default) -> dict[tuple[str, str], Path]:
+    """Extract every model of ``cfg`` on ``stimuli``; returns (model name, pooling) -> finished store path."""
+    from align.extract import extract, resolve_model
+    from align.store import open_store
+
+    root = activation_root(cfg)
+    stimuli_fp = stimuli.fingerprint()
+    stores: dict[tuple[str, str], Path] = {}
+    for m in cfg.models:
+        spec = resolve_model(m.name, modality=m.modality) if m.modality else resolve_model(m.name)
+        poolings = m.pooling or DEFAULT_POOLINGS[spec.modality]
+        fingerprint = _store_fingerprint(m.name, cfg.extract.dtype, stimuli_fp, condition)
+        t0 = time.perf_counter()
+        paths = extract(spec, stimuli, root, poolings=poolings, batch_size=cfg.extract.batch_size,
+                        dtype=cfg.extract.dtype, device=cfg.extract.device, condition=condition,
+                        image_transform=image_transform, config_fingerprint=fingerprint, progress=progress)
+        for pooling, path in paths.items():
+            stored = open_store(path).meta.get("config_fingerprint")
+            if stored != fingerprint:
+                raise RuntimeError(
+                    f"{path} was extracted with different settings (fingerprint {stored}, now {fingerprint}: model, "
+                    f"dtype or stimuli changed); delete it or use another output folder")
+            stores[(m.name, pooling)] = path
+        log(f"  {spec.modality:8s} {m.name}: {', '.join(poolings)} ready ({time.perf_counter() - t0:.1f} s)")
+    return stores
+
+
+def _modality(store) -> str:
+    return store.meta.get("modality", "vision")
+
+
+def score_pair(vision, language, metric_spec: str, *, caption="first", null: int = 0,
+               experiment: str = "layerwise", extra: dict | None = None) -> pd.DataFrame:
+    """Score one (vision store, caption store) pair with one metric over the whole layer grid; long-form rows."""
+    from align.engine import pairwise
+    from align.experiments._pairing import paired_layers
+
+    _, xs, ys = paired_layers(vision, language, caption)
+    kwargs = {"null": null} if null else {}
+    grid = pairwise(metric_spec, xs, ys, **kwargs)
+    frame = grid.to_frame()
+    frame["metric"] = metric_spec
+    frame["experiment"] = experiment
+    frame["dataset"] = vision.meta.get("stimulus_set")
+    frame["condition"] = f"{vision.meta.get('condition')}|{language.meta.get('condition')}"
+    frame["model_x"], frame["pooling_x"] = vision.meta.get("model"), vision.meta.get("pooling")
+    frame["model_y"], frame["pooling_y"] = language.meta.get("model"), language.meta.get("pooling")
+    frame["layer_name_x"] = [vision.layer_names[i] for i in frame["layer_x"]]
+    frame["layer_name_y"] = [language.layer_names[i] for i in frame["layer_y"]]
+    frame["caption"] = str(caption)
+    frame["version"] = __version__
+    for key, value in (extra or {}).items():
+        frame[key] = value
+    return frame
+
+
+def run_score(cfg: RunConfig, stores: dict[tuple[str, str], Path], *,
+              log: Callable[[str], None] = _log_default) -> Path:
+    """Score every (vision, language) store pair with every metric; writes job files and the combined table."""
+    from align.results import read_results, write_results
+    from align.store import open_store
+
+    opened = {key: open_store(path) for key, path in stores.items()}
+    vision = [k for k, s in opened.items() if _modality(s) == "vision"]
+    language = [k for k, s in opened.items() if _modality(s) == "language"]
+    if not vision or not language:
+        raise ValueError("a run needs at least one vision model and one language model "
+                         f"(got vision: {sorted({k[0] for k in vision})}, language: {sorted({k[0] for k in language})})")
+    for probe in cfg.score.probes:
+        from align.engine import load_probe
+        load_probe(probe)
+    scores_dir = cfg.output_dir / "scores"
+    jobs = list(itertools.product(vision, language, cfg.score.metrics))
+    job_paths = []
+    for i, (vk, lk, metric) in enumerate(jobs, 1):
+        vs, ls = opened[vk], opened[lk]
+        key = json.dumps({"x": [vs.meta.get("config_fingerprint"), vs.order_hash, vk[1]],
+                          "y": [ls.meta.get("config_fingerprint"), ls.order_hash, lk[1]],
+                          "metric": metric, "caption": cfg.score.caption, "null": cfg.score.null}, sort_keys=True)
+        job = hashlib.sha256(key.encode()).hexdigest()[:16]
+        path = scores_dir / f"{job}.parquet"
+        job_paths.append(path)
+        label = f"[{i}/{len(jobs)}] {vk[0]}({vk[1]}) x {lk[0]}({lk[1]}) {metric}"
+        if path.exists():
+            log(f"  {label}: exists, skipped")
+            continue
+        t0 = time.perf_counter()
+        frame = score_pair(vs, ls, metric, caption=cfg.score.caption, null=cfg.score.null,
+                           extra={"config_fingerprint": cfg.fingerprint("stimuli", "models", "extract", "score")})
+        write_results(frame, path)
+        log(f"  {label}: {vs.n_layers} x {ls.n_layers} layers in {time.perf_counter() - t0:.1f} s")
+    combined = pd.concat([read_results(p) for p in job_paths], ignore_index=True)
+    out = cfg.output_dir / "results.parquet"
+    write_results(combined, out)
+    return out
+
+
+def run(cfg: RunConfig, *, stages=("extract", "score", "plot"), progress: bool = True,
+        log: Callable[[str], None] = _log_default) -> RunOutputs:
+    """Run a config end to end (library entry point of `align run`)."""
+    from align.experiments._stimuli_from_config import stimuli_from_config
+
+    outputs = RunOutputs(stores={})
+    t0 = time.perf_counter()
+    stimuli = stimuli_from_config(cfg.stimuli, cfg.output_dir.parent)
+    log(f"stimuli: {stimuli.name} ({len(stimuli)} images)")
+    outputs.timings["stimuli"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    log("extract:")
+    outputs.stores = run_extract(cfg, stimuli, progress=progress, log=log)
+    outputs.timings["extract"] = time.perf_counter() - t0
+    if "score" in stages:
+        t0 = time.perf_counter()
+        log("score:")
+        outputs.results = run_score(cfg, outputs.stores, log=log)
+        outputs.timings["score"] = time.perf_counter() - t0
+    if "plot" in stages and outputs.results is not None and cfg.plot.enabled:
+        from align.plots import save_heatmaps
+        from align.results import read_results
+
+        t0 = time.perf_counter()
+        outputs.heatmaps = save_heatmaps(read_results(outputs.results), cfg.output_dir / "heatmaps", dpi=cfg.plot.dpi)
+        outputs.timings["plot"] = time.perf_counter() - t0
+    return outputs

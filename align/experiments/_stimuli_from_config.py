@@ -1,0 +1,29 @@
+"""Build the StimulusSet a config asks for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from align.config import StimuliConfig
+from align.data import StimulusSet
+
+
+def stimuli_from_config(cfg: StimuliConfig, cache_root: str | Path) -> StimulusSet:
+    """The stimulus set of ``cfg`` (synthetic scenes are rendered under ``cache_root``/stimuli once)."""
+    from align import data
+
+    if cfg.kind == "synthetic":
+        n = cfg.n if cfg.n is not None else 500
+        return data.synthetic_scenes(Path(cache_root) / "stimuli", n=n, seed=cfg.seed)
+    if cfg.kind == "folder":
+        stimuli = data.load_image_captions(cfg.images, cfg.captions, name=cfg.name)
+    elif cfg.kind == "coco":
+        stimuli = data.load_coco(cfg.root, name=cfg.name)
+    elif cfg.kind == "flickr":
+        stimuli = data.load_flickr(cfg.captions, cfg.images, name=cfg.name)
+    else:  # validated by align.config
+        raise ValueError(f"unknown stimuli.kind {cfg.kind!r}")
+    if cfg.n is not None and cfg.n < len(stimuli):
+        stimuli = stimuli.subset(n=cfg.n)
+        stimuli.name = f"{stimuli.name}-first{cfg.n}"
+    return stimuli

@@ -1,0 +1,95 @@
+"""Layer x layer heatmaps drawn from a results table. Plot functions take a table, return (fig, ax), compute nothing."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from align.results import score_matrix
+
+#: Columns that identify one heatmap.
+HEATMAP_KEYS = ("experiment", "dataset", "condition", "model_x", "pooling_x", "model_y", "pooling_y", "metric", "direction")
+
+
+def _direction_label(row) -> str:
+    d = row["direction"]
+    if d in ("x_to_y", "y_to_x"):
+        src, dst = (row["model_x"], row["model_y"]) if d == "x_to_y" else (row["model_y"], row["model_x"])
+        return f"{src} predicts {dst}"
+    return "symmetric" if d in (None, "", "sym", "symmetric") else str(d)
+
+
+def plot_layer_heatmap(frame: pd.DataFrame, *, ax=None, cmap: str = "viridis"):
+    """Draw one model pair's layer grid for one metric and direction.
+
+    Args:
+      frame: results rows of exactly one (dataset, condition, model pair, poolings, metric, direction).
+      ax: axes to draw on (a new figure when None).
+
+    Returns:
+      (fig, ax). Rows are layers of model_x (index 0 = embedding output), columns layers of model_y; the top and
+      right axes give relative depth (layer / last layer).
+    """
+    import matplotlib.pyplot as plt
+
+    matrix = score_matrix(frame)
+    row = frame.iloc[0]
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(1.6 + 0.22 * matrix.shape[1], 1.4 + 0.22 * matrix.shape[0]))
+        fig.set_size_inches(max(6.0, fig.get_size_inches()[0]), max(4.5, fig.get_size_inches()[1]))
+    else:
+        fig = ax.figure
+    im = ax.imshow(matrix.to_numpy(), origin="lower", aspect="auto", cmap=cmap, interpolation="nearest")
+    ax.set_xlabel(f"{row['model_y']} layer ({row['pooling_y']} pooling)")
+    ax.set_ylabel(f"{row['model_x']} layer ({row['pooling_x']} pooling)")
+    nx, ny = matrix.shape[1], matrix.shape[0]
+    for axis, count in (("x", nx), ("y", ny)):
+        step = max(1, count // 10)
+        ticks = list(range(0, count, step))
+        getattr(ax, f"set_{axis}ticks")(ticks)
+        getattr(ax, f"set_{axis}ticklabels")([str(matrix.columns[t] if axis == "x" else matrix.index[t]) for t in ticks])
+    last_x, last_y = max(nx - 1, 1), max(ny - 1, 1)
+    top = ax.secondary_xaxis("top", functions=(lambda i: i / last_x, lambda d: d * last_x))
+    top.set_xlabel("relative depth")
+    right = ax.secondary_yaxis("right", functions=(lambda i: i / last_y, lambda d: d * last_y))
+    right.set_ylabel("relative depth")
+    cbar = fig.colorbar(im, ax=ax, pad=0.12)
+    cbar.set_label(row["metric"])
+    n = int(frame["n"].iloc[0]) if "n" in frame.columns and pd.notna(frame["n"].iloc[0]) else "?"
+    ax.set_title(f"{row['model_x']} vs {row['model_y']} — {row['metric']} ({_direction_label(row)})\n"
+                 f"dataset {row['dataset']}, condition {row['condition']}, n = {n}", fontsize=9)
+    fig.tight_layout()
+    return fig, ax
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "-", str(text)).strip("-")
+
+
+def save_heatmaps(frame: pd.DataFrame, out_dir: str | Path, *, dpi: int = 120, skip_existing: bool = True) -> list[Path]:
+    """One PNG (plus the matrix as CSV) per (model pair, metric, direction, condition) in ``frame``."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    keys = [k for k in HEATMAP_KEYS if k in frame.columns]
+    written = []
+    for values, group in frame.groupby(keys, dropna=False, sort=True):
+        meta = dict(zip(keys, values))
+        stem = "__".join(_slug(meta[k]) for k in ("dataset", "condition", "model_x", "pooling_x", "model_y",
+                                                  "pooling_y", "metric", "direction") if k in meta)
+        png, csv = out_dir / f"{stem}.png", out_dir / f"{stem}.csv"
+        if skip_existing and png.exists() and csv.exists():
+            written.append(png)
+            continue
+        score_matrix(group).to_csv(csv)
+        fig, _ = plot_layer_heatmap(group)
+        fig.savefig(png, dpi=dpi)
+        plt.close(fig)
+        written.append(png)
+    return written
