@@ -1,0 +1,83 @@
+"""Kernel (Gram) matrices and their centerings, shared by the CKA, kNN and RDM metrics. Pure JAX, float32.
+
+All matrix products use ``Precision.HIGHEST`` so that GPUs do not silently fall back to TF32.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+from jax import lax
+
+HIGHEST = lax.Precision.HIGHEST
+
+
+def matmul(a, b):
+    """``a @ b`` at full float32 precision (no TF32 on GPU)."""
+    return jnp.matmul(a, b, precision=HIGHEST)
+
+
+def center_columns(X):
+    """Subtract each column's mean. ``[n, d] -> [n, d]``."""
+    X = jnp.asarray(X, jnp.float32)
+    return X - jnp.mean(X, axis=0, keepdims=True)
+
+
+def linear_gram(X):
+    """Gram matrix of the column-centered features, ``Xc Xcᵀ`` ``[n, n]`` (already double-centered)."""
+    Xc = center_columns(X)
+    return matmul(Xc, Xc.T)
+
+
+def squared_distances(X):
+    """Squared Euclidean distances between rows, ``[n, d] -> [n, n]``, zero diagonal, clipped at 0.
+
+    Computed from the Gram matrix of the column-centered rows (distances do not change under translation, and
+    centering keeps the ``‖a‖² + ‖b‖² − 2 a·b`` cancellation small in float32).
+    """
+    G = linear_gram(X)
+    sq = jnp.diagonal(G)
+    D = sq[:, None] + sq[None, :] - 2.0 * G
+    D = jnp.maximum(D, 0.0)
+    return D * (1.0 - jnp.eye(D.shape[0], dtype=D.dtype))
+
+
+def double_center(K):
+    """``H K H`` with ``H = I − 11ᵀ/n``: the centering behind biased HSIC (Gretton et al. 2005)."""
+    K = K - jnp.mean(K, axis=0, keepdims=True)
+    return K - jnp.mean(K, axis=1, keepdims=True)
+
+
+def u_center(K):
+    """U-centering of a symmetric kernel matrix (Székely & Rizzo 2014), ``[n, n] -> [n, n]``, needs n >= 4.
+
+    ``<u_center(K), u_center(L)>_F / (n (n − 3))`` equals the unbiased HSIC estimator of Song et al. (2012, eq. 5),
+    so a debiased CKA is a cosine between U-centered Grams. The diagonal is zero.
+    """
+    n = K.shape[0]
+    K = K * (1.0 - jnp.eye(n, dtype=K.dtype))
+    row = jnp.sum(K, axis=1, keepdims=True) / (n - 2)
+    col = jnp.sum(K, axis=0, keepdims=True) / (n - 2)
+    total = jnp.sum(K) / ((n - 1) * (n - 2))
+    U = K - row - col + total
+    return U * (1.0 - jnp.eye(n, dtype=K.dtype))
+
+
+def hsic_unbiased(K, L):
+    """Unbiased HSIC estimator of Song et al. (2012, eq. 5) for ``[n, n]`` matrices (need not be symmetric).
+
+    Written as in the reference (and in Huh et al. 2024's code), with the diagonals zeroed; n >= 4. Uses only
+    O(n²) reductions: ``1ᵀ K L 1`` is the dot product of K's column sums with L's row sums.
+    """
+    n = K.shape[0]
+    off = 1.0 - jnp.eye(n, dtype=K.dtype)
+    K = K * off
+    L = L * off
+    tr_kl = jnp.sum(K * L.T)
+    sum_kl = jnp.dot(jnp.sum(K, axis=0), jnp.sum(L, axis=1), precision=HIGHEST)
+    value = tr_kl + jnp.sum(K) * jnp.sum(L) / ((n - 1) * (n - 2)) - 2.0 * sum_kl / (n - 2)
+    return value / (n * (n - 3))
+
+
+def unit_frobenius(K):
+    """``K / ‖K‖_F`` (NaN when ``K`` is all zeros: a constant input has no alignment to measure)."""
+    return K / jnp.sqrt(jnp.sum(K * K))

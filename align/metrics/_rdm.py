@@ -1,0 +1,105 @@
+"""Representational dissimilarity matrices (RDMs) in condensed form, as ``scipy.spatial.distance.pdist`` returns them.
+
+The condensed vector lists the upper triangle row by row: pairs (0, 1), (0, 2), …, (0, n−1), (1, 2), …, length
+``n (n − 1) / 2``. Pure JAX, float32, computed from one Gram matrix (no ``[n, n, d]`` intermediate).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from align.metrics import _kernels
+from align.metrics._validate import MetricInputError
+from align.metrics._validate import check_array
+
+RDM_KINDS = ("correlation", "cosine", "euclidean", "sqeuclidean")
+
+
+def square_rdm(X, kind: str = "correlation"):
+    """Full ``[n, n]`` dissimilarity matrix between the rows of ``X`` ``[n, d]`` (zero diagonal).
+
+    Args:
+      X: ``[n, d]`` activations (rows = stimuli).
+      kind: ``"correlation"`` (1 − Pearson r between two stimuli's feature vectors), ``"cosine"`` (1 − cosine
+        similarity), ``"euclidean"`` or ``"sqeuclidean"``; static.
+
+    Returns:
+      ``[n, n]`` float32, symmetric. Correlation and cosine values are clipped to [0, 2]; a constant row
+      (correlation) or an all-zero row (cosine) gives NaN — :func:`rdm` rejects those up front.
+    """
+    X = jnp.asarray(X, jnp.float32)
+    n = X.shape[0]
+    if kind in ("correlation", "cosine"):
+        if kind == "correlation":
+            X = X - jnp.mean(X, axis=1, keepdims=True)
+        Xn = X / jnp.linalg.norm(X, axis=1, keepdims=True)
+        D = jnp.clip(1.0 - _kernels.matmul(Xn, Xn.T), 0.0, 2.0)
+        return D * (1.0 - jnp.eye(n, dtype=D.dtype))
+    if kind == "sqeuclidean":
+        return _kernels.squared_distances(X)
+    if kind == "euclidean":
+        return jnp.sqrt(_kernels.squared_distances(X))
+    raise ValueError(f"unknown RDM kind {kind!r}; choose one of {RDM_KINDS}")
+
+
+def condensed(D):
+    """Upper triangle (without diagonal) of ``[n, n]`` in ``pdist`` order, ``[n (n − 1) / 2]``."""
+    iu = jnp.triu_indices(D.shape[0], 1)
+    return D[iu]
+
+
+def condensed_rdm(X, kind: str = "correlation"):
+    """Condensed RDM of ``X`` ``[n, d]``: ``[n (n − 1) / 2]`` float32 in ``scipy.spatial.distance.pdist`` order."""
+    return condensed(square_rdm(X, kind))
+
+
+@functools.partial(jax.jit, static_argnames=("kind",))
+def _rdm(X, kind):
+    return condensed_rdm(X, kind)
+
+
+def check_rdm_input(X, kind: str, name: str = "X"):
+    """Validate ``X`` for an RDM of ``kind`` (finite, 2-D, n >= 2, and rows usable by that distance); float32.
+
+    Raises:
+      MetricInputError: bad array, or rows with zero variance (correlation) / zero norm (cosine).
+      ValueError: unknown ``kind``.
+    """
+    if kind not in RDM_KINDS:
+        raise ValueError(f"unknown RDM kind {kind!r}; choose one of {RDM_KINDS}")
+    X = check_array(X, name, min_n=2)
+    if isinstance(X, jax.core.Tracer):
+        return X
+    if kind == "correlation":
+        bad = np.flatnonzero(np.all(X == X[:, :1], axis=1))
+        what, fix = "constant rows (zero variance across features)", "use rdm='euclidean' or drop those stimuli"
+    elif kind == "cosine":
+        bad = np.flatnonzero(~np.any(X != 0, axis=1))
+        what, fix = "all-zero rows", "use rdm='euclidean' or drop those stimuli"
+    else:
+        bad = np.array([], dtype=int)
+    if bad.size:
+        shown = ", ".join(str(i) for i in bad[:10]) + (", ..." if bad.size > 10 else "")
+        raise MetricInputError(f"{name}: {bad.size} {what} [{shown}] make the {kind} distance undefined; {fix}")
+    return X
+
+
+def rdm(X, kind: str = "correlation"):
+    """Representational dissimilarity matrix of ``X`` in condensed form (``scipy.spatial.distance.pdist`` order).
+
+    Args:
+      X: ``[n, d]`` activations (rows = stimuli); integer or float64 input is converted to float32.
+      kind: ``"correlation"`` (1 − Pearson r between stimuli), ``"cosine"``, ``"euclidean"`` or ``"sqeuclidean"``.
+
+    Returns:
+      ``[n (n − 1) / 2]`` float32 array; entry for pair (i, j), i < j, at ``n i − i (i + 1) / 2 + j − i − 1``.
+
+    Raises:
+      MetricInputError: non-finite values, n < 2, 1-D input, or rows for which ``kind`` is undefined.
+    """
+    X = check_rdm_input(X, kind)
+    return _rdm(X, kind)
