@@ -1,0 +1,408 @@
+"""Linear predictivity: how well cross-validated ridge regression from one layer predicts another (X → Y).
+
+For each outer fold (sklearn ``KFold(folds, shuffle=True, random_state=seed)``, or fold ids given per stimulus) the
+training rows of X and Y are centered with their training means (the intercept) and, with ``scale=True``, divided
+by their training standard deviations (population std, as ``StandardScaler``). For every target column the ridge
+penalty is chosen from ``alphas`` by the exact leave-one-out (LOO) squared error on the training fold, exactly as
+``sklearn.linear_model.RidgeCV(alphas, alpha_per_target=True, fit_intercept=True)`` does (Rifkin & Lippert 2007;
+sklearn ``_RidgeGCV``), and the held-out rows are predicted. The score is the Pearson r per target column between
+the out-of-fold predictions (all folds concatenated) and Y, averaged over the non-constant target columns
+(``score="r2"``: the coefficient of determination instead). Higher = more aligned.
+
+Prepare once, compare per pair (STYLE 3): :func:`prepare_linear_predictivity` does one thin SVD per training fold
+of the centered X, keeping ``r = min(p, n_train - 1)`` components -- the primal basis (p directions of feature space)
+when p is small, the dual one (the whole centered training space, as an eigendecomposition of the Gram matrix
+would give, but without squaring the condition number in float32) when p >= n_train - 1 -- and
+:func:`compare_linear_predictivity` projects the targets once per fold and evaluates every alpha from the
+decomposition. With U, s the training fold's left singular vectors and values, z = Uᵀyᶜ, g = α / (s² + α):
+
+- LOO residual of training row i: ``eᵢ = (r0ᵢ + Σₖ Uᵢₖ gₖ zₖ) / (b_i + Σₖ Uᵢₖ² gₖ)`` where r0 = yᶜ − U z and
+  ``bᵢ = 1 − 1/n_train − Σₖ Uᵢₖ²`` are the parts outside the span of X (both exactly 0 in the dual form, whose basis
+  spans the whole centered training space). The ``−1/n_train`` is sklearn's intercept correction. The predictions
+  of held-out rows are ``mu_y + Σₖ Tᵢₖ zₖ / (sₖ² + α)`` with ``T = Xᶜ_test V s``.
+- GCV (Golub, Heath & Wahba 1979, ``alpha_selection="gcv"``): ``n_train ‖r0‖² + Σₖ gₖ² zₖ²`` over
+  ``(tr(I − H))²``: O(rank) per target column and alpha after the one projection. On the random-design tests in
+  ``tests/test_ridge.py`` GCV picks the same alpha as exact LOO for about 90 % of (fold, target) cells, and the
+  out-of-fold score differs by about 1e-3; LOO stays the default because it is what sklearn does.
+
+Shapes of a prepared layer (``F`` folds, ``r = min(p, n_train_max − 1)``):
+``U [F, n, r]`` (zero on each fold's held-out rows), ``s2 [F, r]``, ``T [n, r]`` (each held-out row projected on its
+fold's basis), ``lev0 [F, n]``, ``data [n, p]`` with its per-fold means and stds ``mu, sd [F, p]`` (used when the
+layer is the target). They depend on p only through r and ``data``; the engine zero-pads widths, which does not
+change the result (zero columns of X add nothing; zero columns of Y are constant and dropped).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from align.metrics._registry import Metric
+from align.metrics._registry import register_metric
+from align.metrics._validate import check_pair
+
+HIGHEST = lax.Precision.HIGHEST
+
+#: Default ridge penalties: 17 values log-spaced from 1e-3 to 1e5 (two per decade). Chosen per target column by
+#: LOO on each training fold. The penalty is on unscaled, centered activations, so the useful range grows with the
+#: feature scale; pass ``scale=True`` or wider ``alphas`` for activations with very large norms.
+DEFAULT_ALPHAS = np.logspace(-3, 5, 17)
+
+SCORES = ("pearson", "r2")
+ALPHA_SELECTIONS = ("loo", "gcv")
+
+
+def _mm(a, b):
+    return jnp.matmul(a, b, precision=HIGHEST)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# folds (host side)
+
+
+def kfold_ids(n: int, folds: int | Sequence[int] = 5, seed: int = 0) -> np.ndarray:
+    """Outer-fold id of every stimulus, ``[n]`` int32 in ``0..F-1``.
+
+    Args:
+      n: number of stimuli.
+      folds: a fold count ``k`` -- the folds of sklearn ``KFold(k, shuffle=True, random_state=seed)`` (the test rows
+        of split f get id f) -- or an explicit fold id per stimulus (any integer labels, relabelled ``0..F-1``).
+      seed: shuffling seed for a fold count (ignored for explicit ids).
+
+    Raises:
+      ValueError: fewer than 2 folds, more folds than stimuli, a training fold with fewer than 3 stimuli, or
+        explicit ids of the wrong length.
+    """
+    if isinstance(folds, (int, np.integer)) and not isinstance(folds, bool):
+        k = int(folds)
+        if k < 2 or k > n:
+            raise ValueError(f"linear_predictivity: folds={k} must be between 2 and the number of stimuli ({n})")
+        order = np.arange(n)
+        np.random.RandomState(seed).shuffle(order)  # what sklearn's KFold(shuffle=True, random_state=seed) does
+        sizes = np.full(k, n // k)
+        sizes[: n % k] += 1
+        ids = np.empty(n, dtype=np.int32)
+        for f, (start, stop) in enumerate(zip(np.cumsum(sizes) - sizes, np.cumsum(sizes))):
+            ids[order[start:stop]] = f
+    else:
+        labels = np.asarray(folds)
+        if labels.shape != (n,) or labels.dtype.kind not in "iu":
+            raise ValueError(
+                f"linear_predictivity: folds must be a fold count or {n} integer fold ids (one per stimulus), "
+                f"got an array of shape {labels.shape} and dtype {labels.dtype}")
+        _, ids = np.unique(labels, return_inverse=True)
+        ids = ids.astype(np.int32).reshape(n)
+        if ids.max() < 1:
+            raise ValueError("linear_predictivity: the fold ids name a single fold; at least 2 folds are needed")
+    n_train_min = n - np.bincount(ids).max()
+    if n_train_min < 3:
+        raise ValueError(
+            f"linear_predictivity: a training fold has only {n_train_min} stimuli (n={n}); use fewer folds or more "
+            "stimuli (each training fold needs at least 3)")
+    return ids
+
+
+def _fold_structure(fold_ids: np.ndarray) -> tuple[int, int]:
+    """(number of folds, size of the largest training fold)."""
+    counts = np.bincount(fold_ids)
+    return len(counts), int(len(fold_ids) - counts.min())
+
+
+def _rank(p: int, n_train_max: int) -> int:
+    """Width r of the per-fold basis: the largest possible rank of a centered training fold."""
+    return min(p, n_train_max - 1)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# prepare / compare (pure JAX; the engine batches these)
+
+
+def _fold_stats(X, m, scale: bool):
+    n_t = jnp.sum(m)
+    mu = _mm(m, X) / n_t
+    if scale:
+        var = _mm(m, (X - mu) ** 2) / n_t
+        sd = jnp.where(var > 0, jnp.sqrt(var), 1.0)
+    else:
+        sd = jnp.ones_like(mu)
+    return mu, sd
+
+
+def _prepare_folds(X, fold_ids, *, n_folds: int, rank: int, scale: bool):
+    """Per-fold decompositions of the centered training X; see the module docstring for the output."""
+    X = jnp.asarray(X, jnp.float32)
+    n, p = X.shape
+    eps = jnp.finfo(jnp.float32).eps
+    masks = (fold_ids[None, :] != jnp.arange(n_folds)[:, None]).astype(jnp.float32)  # [F, n] training rows
+
+    def one_fold(m):
+        n_t = jnp.sum(m)
+        mu, sd = _fold_stats(X, m, scale)
+        Xs = (X - mu) / sd
+        Xtr = Xs * m[:, None]
+        U, s, Vt = jnp.linalg.svd(Xtr, full_matrices=False)  # [n, min(n, p)], descending s
+        U, s, Vt = U[:, :rank], s[:rank], Vt[:rank]
+        keep = s > s[0] * max(n, p) * eps  # numerical rank, as numpy's matrix_rank
+        # When X spans the whole centered training space (p >= n_train - 1 and full rank: the dual regime) the
+        # parts outside its span are exactly zero; computing them as 1 - 1/n_train - sum(U²) would leave float32
+        # noise that dominates the LOO denominators at small alphas.
+        spans_all = jnp.sum(keep.astype(jnp.float32)) >= n_t - 1
+        U = U * keep.astype(jnp.float32) * m[:, None]
+        s2 = jnp.where(keep, s * s, 0.0)
+        B = Vt.T * jnp.where(keep, s, 0.0)  # Xtrᵀ U = V s   [p, r]
+        lev0 = jnp.where(spans_all, 0.0, 1.0 - 1.0 / n_t - jnp.sum(U * U, axis=1)) * m
+        T = _mm(Xs * (1.0 - m)[:, None], B)  # held-out rows on this fold's basis, [n, r]
+        return U, s2, T, lev0, jnp.where(spans_all, 0.0, 1.0), mu, sd
+
+    U, s2, T, lev0, null, mu, sd = lax.map(one_fold, masks)
+    return {
+        "U": U, "s2": s2, "T": jnp.sum(T, axis=0), "lev0": lev0, "null": null,
+        "fold": fold_ids.astype(jnp.int32), "data": X, "mu": mu, "sd": sd,
+    }
+
+
+def prepare_linear_predictivity(X, folds=5, seed: int = 0, scale: bool = False):
+    """Per-layer work of linear predictivity: one decomposition per training fold of the centered X.
+
+    Args:
+      X: ``[n, p]`` float32 activations (may be traced; n and p are static).
+      folds: fold count (sklearn KFold with shuffling) or a sequence of n fold ids; static.
+      seed: KFold shuffling seed; static.
+      scale: divide by training-fold standard deviations; static.
+
+    Returns:
+      A dict of arrays (see the module docstring); every shape depends only on n, the fold structure and p.
+    """
+    n, p = X.shape
+    fold_ids = kfold_ids(n, folds, seed)  # host numpy: a constant of the compiled program
+    n_folds, n_train_max = _fold_structure(fold_ids)
+    return _prepare_folds(X, jnp.asarray(fold_ids), n_folds=n_folds, rank=_rank(p, n_train_max), scale=bool(scale))
+
+
+def _fold_predict(T, Y, mu, sd, m, U, s2, lev0, null, alphas, *, alpha_per_target: bool, alpha_selection: str):
+    """Held-out predictions ``[n, q]`` of one fold (zero on its training rows) and the chosen alphas ``[q]``."""
+    n_t = jnp.sum(m)
+    Yc = (Y - mu) / sd * m[:, None]
+    Z = _mm(U.T, Yc)  # [r, q]
+    R0 = (Yc - _mm(U, Z)) * null  # the part of the targets outside the span of X (0 when X spans everything)
+
+    if alpha_selection == "loo":
+        U2 = U * U
+
+        def error(alpha):
+            g = alpha / (s2 + alpha)
+            num = R0 + _mm(U, g[:, None] * Z)
+            den = lev0 + _mm(U2, g)
+            den = jnp.where(m > 0, jnp.maximum(den, 1e-12), 1.0)
+            e = num / den[:, None] * m[:, None]
+            return jnp.sum(e * e, axis=0) / n_t
+    else:
+        r0_sq = jnp.sum(R0 * R0, axis=0)
+        Z2 = Z * Z
+
+        def error(alpha):
+            g = alpha / (s2 + alpha)
+            rss = r0_sq + _mm(g * g, Z2)
+            dof = n_t - 1.0 - jnp.sum(1.0 - g)  # tr(I - H), the intercept included in H
+            return (rss / n_t) / (dof / n_t) ** 2
+
+    errors = lax.map(error, alphas)  # [A, q]
+    if alpha_per_target:
+        best = jnp.argmin(errors, axis=0)  # first of equal errors, as sklearn
+    else:
+        best = jnp.full(errors.shape[1], jnp.argmin(jnp.mean(errors, axis=1)))
+    chosen = alphas[best]
+    W = Z / (s2[:, None] + chosen[None, :])
+    pred = (_mm(T, W) * sd + mu) * (1.0 - m)[:, None]
+    return pred, chosen
+
+
+def _out_of_fold(prep_x, prep_y, alphas, *, alpha_per_target: bool, alpha_selection: str):
+    """Out-of-fold predictions ``[n, q]`` of prep_y's data from prep_x, and the chosen alphas ``[F, q]``."""
+    Y = prep_y["data"]
+    n_folds = prep_x["U"].shape[0]
+    masks = (prep_x["fold"][None, :] != jnp.arange(n_folds)[:, None]).astype(jnp.float32)
+    alphas = jnp.asarray(alphas, jnp.float32)
+
+    def one_fold(args):
+        mu, sd, m, U, s2, lev0, null = args
+        return _fold_predict(prep_x["T"], Y, mu, sd, m, U, s2, lev0, null, alphas,
+                             alpha_per_target=alpha_per_target, alpha_selection=alpha_selection)
+
+    preds, chosen = lax.map(one_fold, (prep_y["mu"], prep_y["sd"], masks, prep_x["U"], prep_x["s2"],
+                                       prep_x["lev0"], prep_x["null"]))
+    return jnp.sum(preds, axis=0), chosen
+
+
+def _column_scores(Y, pred, score: str):
+    """Per-column Pearson r or R² ``[q]`` and the mask of non-constant columns ``[q]``."""
+    valid = jnp.max(Y, axis=0) > jnp.min(Y, axis=0)
+    Yc = Y - jnp.mean(Y, axis=0)
+    ss_y = jnp.sum(Yc * Yc, axis=0)
+    if score == "pearson":
+        Pc = pred - jnp.mean(pred, axis=0)
+        ss_p = jnp.sum(Pc * Pc, axis=0)
+        denom = jnp.sqrt(ss_y * ss_p)
+        cols = jnp.where(denom > 0, jnp.sum(Yc * Pc, axis=0) / jnp.where(denom > 0, denom, 1.0), 0.0)
+    else:
+        resid = Y - pred
+        cols = 1.0 - jnp.sum(resid * resid, axis=0) / jnp.where(valid, ss_y, 1.0)
+    return jnp.where(valid, cols, jnp.nan), valid
+
+
+def _mean_valid(cols, valid):
+    n_valid = jnp.sum(valid.astype(jnp.float32))
+    return jnp.where(n_valid > 0, jnp.sum(jnp.where(valid, cols, 0.0)) / jnp.maximum(n_valid, 1.0), jnp.nan)
+
+
+def compare_linear_predictivity(prep_x, prep_y, alphas=DEFAULT_ALPHAS, alpha_per_target: bool = True,
+                                score: str = "pearson", alpha_selection: str = "loo"):
+    """Score of predicting the layer behind ``prep_y`` from the layer behind ``prep_x`` (direction X → Y).
+
+    Args:
+      prep_x: :func:`prepare_linear_predictivity` of X (its decompositions are used).
+      prep_y: :func:`prepare_linear_predictivity` of Y (only its data and per-fold means/stds are used).
+      alphas: ``[A]`` ridge penalties (traced: sweeping them does not recompile).
+      alpha_per_target: choose alpha per target column (else one per fold, by the mean error over columns).
+      score: ``"pearson"`` or ``"r2"`` (static).
+      alpha_selection: ``"loo"`` (exact, as sklearn) or ``"gcv"`` (static).
+
+    Returns:
+      Scalar float32: mean over non-constant target columns (NaN when every column is constant).
+    """
+    pred, _ = _out_of_fold(prep_x, prep_y, alphas, alpha_per_target=alpha_per_target, alpha_selection=alpha_selection)
+    return _mean_valid(*_column_scores(prep_y["data"], pred, score))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# public functions of one pair
+
+
+class RidgeCVResult(NamedTuple):
+    """Everything :func:`ridge_cv_predict` computes for one (X, Y) pair.
+
+    Attributes:
+      predictions: ``[n, q]`` out-of-fold predictions of Y (each row predicted by the model of its fold).
+      alphas: ``[F, q]`` alpha chosen per fold and target column.
+      column_scores: ``[q]`` Pearson r (or R²) per target column; NaN for constant columns.
+      score: mean of ``column_scores`` over the non-constant columns (what :func:`linear_predictivity` returns).
+      n_constant: number of constant target columns dropped from the mean.
+      fold_ids: ``[n]`` outer-fold id per stimulus.
+    """
+
+    predictions: np.ndarray
+    alphas: np.ndarray
+    column_scores: np.ndarray
+    score: float
+    n_constant: int
+    fold_ids: np.ndarray
+
+
+@functools.partial(jax.jit, static_argnames=("n_folds", "rank", "scale", "alpha_per_target", "score",
+                                             "alpha_selection"))
+def _ridge_cv(X, Y, fold_ids, alphas, *, n_folds, rank, scale, alpha_per_target, score, alpha_selection):
+    prep_x = _prepare_folds(X, fold_ids, n_folds=n_folds, rank=rank, scale=scale)
+    masks = (fold_ids[None, :] != jnp.arange(n_folds)[:, None]).astype(jnp.float32)
+    mu, sd = lax.map(lambda m: _fold_stats(Y, m, scale), masks)
+    prep_y = {"data": Y, "mu": mu, "sd": sd}
+    pred, chosen = _out_of_fold(prep_x, prep_y, alphas, alpha_per_target=alpha_per_target,
+                                alpha_selection=alpha_selection)
+    cols, valid = _column_scores(Y, pred, score)
+    return pred, chosen, cols, _mean_valid(cols, valid), jnp.sum(~valid)
+
+
+def _validate(n, widths=(), alphas=DEFAULT_ALPHAS, folds=5, seed=0, alpha_per_target=True, scale=False,
+              score="pearson", alpha_selection="loo"):
+    """Check the hyper-parameters of linear_predictivity for ``n`` stimuli (raises ValueError)."""
+    a = np.asarray(alphas, dtype=np.float64)
+    if a.ndim != 1 or a.size == 0 or not np.all(np.isfinite(a)) or not np.all(a > 0):
+        raise ValueError(f"linear_predictivity: alphas must be a non-empty 1-D sequence of positive numbers, got {alphas!r}")
+    if score not in SCORES:
+        raise ValueError(f"linear_predictivity: score={score!r}; use one of {SCORES}")
+    if alpha_selection not in ALPHA_SELECTIONS:
+        raise ValueError(f"linear_predictivity: alpha_selection={alpha_selection!r}; use one of {ALPHA_SELECTIONS}")
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+        raise ValueError(f"linear_predictivity: seed must be an int (the KFold random_state), got {seed!r}")
+    kfold_ids(n, folds, seed)
+
+
+def ridge_cv_predict(X, Y, alphas=DEFAULT_ALPHAS, folds=5, seed: int = 0, alpha_per_target: bool = True,
+                     scale: bool = False, score: str = "pearson", alpha_selection: str = "loo") -> RidgeCVResult:
+    """Cross-validated ridge predictions of Y from X, with the per-fold chosen alphas and per-column scores.
+
+    Same arguments as :func:`linear_predictivity`; returns a :class:`RidgeCVResult` (NumPy arrays).
+    """
+    X, Y = check_pair(X, Y, min_n=5)
+    _validate(X.shape[0], (X.shape[1], Y.shape[1]), alphas, folds, seed, alpha_per_target, scale, score,
+              alpha_selection)
+    fold_ids = kfold_ids(X.shape[0], folds, seed)
+    n_folds, n_train_max = _fold_structure(fold_ids)
+    with jax.default_matmul_precision("highest"):
+        pred, chosen, cols, value, n_const = _ridge_cv(
+            jnp.asarray(X), jnp.asarray(Y), jnp.asarray(fold_ids), jnp.asarray(alphas, jnp.float32),
+            n_folds=n_folds, rank=_rank(X.shape[1], n_train_max), scale=bool(scale), alpha_per_target=bool(alpha_per_target),
+            score=score, alpha_selection=alpha_selection)
+    return RidgeCVResult(np.asarray(pred), np.asarray(chosen), np.asarray(cols), float(value), int(n_const), fold_ids)
+
+
+def linear_predictivity(X, Y, alphas=DEFAULT_ALPHAS, folds=5, seed: int = 0, alpha_per_target: bool = True,
+                        scale: bool = False, score: str = "pearson", alpha_selection: str = "loo"):
+    """How well X linearly predicts Y: cross-validated ridge regression, scored on held-out stimuli.
+
+    Outer folds are sklearn ``KFold(folds, shuffle=True, random_state=seed)`` (or the given fold ids). On each
+    training fold X and Y are centered with training means (an intercept), optionally scaled by training stds, and
+    the ridge penalty of each target column is chosen from ``alphas`` by exact leave-one-out error, as sklearn
+    ``RidgeCV(alphas, alpha_per_target=True, fit_intercept=True)``; then the held-out stimuli are predicted. The
+    score is the Pearson r per column of Y between the out-of-fold predictions and Y, averaged over non-constant
+    columns (see :func:`ridge_cv_predict` for the count of dropped columns). Asymmetric: Y → X is another number.
+
+    Args:
+      X: ``[n, p]`` predictor activations (converted to float32).
+      Y: ``[n, q]`` target activations, rows paired with X.
+      alphas: ridge penalties to choose from; default ``np.logspace(-3, 5, 17)`` (:data:`DEFAULT_ALPHAS`).
+      folds: number of outer folds (default 5) or an ``[n]`` array of fold ids.
+      seed: KFold shuffling seed.
+      alpha_per_target: one alpha per target column (default) or one per fold for all columns.
+      scale: also divide X and Y columns by their training-fold standard deviations (predictions are mapped back
+        to Y's units; with ``alpha_per_target`` scaling Y changes nothing).
+      score: ``"pearson"`` (default; in [-1, 1]) or ``"r2"`` (R² of the out-of-fold predictions; at most 1).
+      alpha_selection: ``"loo"`` (exact leave-one-out, default) or ``"gcv"`` (generalised cross-validation, faster
+        for many alphas; agrees with LOO on most columns, see the module docstring).
+
+    Returns:
+      Scalar float32 array; higher = Y is better predicted from X.
+
+    Raises:
+      MetricInputError: non-finite values, unequal n, fewer than 5 stimuli.
+      ValueError: bad hyper-parameters (non-positive alphas, too many folds, unknown score).
+    """
+    return jnp.asarray(ridge_cv_predict(X, Y, alphas, folds, seed, alpha_per_target, scale, score,
+                                        alpha_selection).score, jnp.float32)
+
+
+register_metric(
+    Metric(
+        name="linear_predictivity",
+        prepare=prepare_linear_predictivity,
+        compare=compare_linear_predictivity,
+        symmetric=False,
+        bounds=(-1.0, 1.0),
+        invariances=frozenset({"translation"}),
+        not_invariant_to="permute_rows_of_one",
+        min_n=5,
+        defaults={"alphas": DEFAULT_ALPHAS, "folds": 5, "seed": 0, "alpha_per_target": True, "scale": False,
+                  "score": "pearson", "alpha_selection": "loo"},
+        static=frozenset({"folds", "seed", "scale", "alpha_per_target", "score", "alpha_selection"}),
+        prepare_kwargs=frozenset({"folds", "seed", "scale"}),
+        validate=_validate,
+        reference="ridge with per-target LOO alpha as sklearn RidgeCV (Rifkin & Lippert 2007); GCV: Golub, Heath & "
+        "Wahba 1979; used for model-brain and model-model alignment e.g. Schrimpf et al. 2018",
+        doc="cross-validated ridge X -> Y, mean Pearson r over target columns (asymmetric)",
+    )
+)

@@ -1,0 +1,132 @@
+"""linear_predictivity against sklearn RidgeCV fitted per fold on the same folds (float64 oracle)."""
+
+import numpy as np
+import pytest
+from sklearn.linear_model import RidgeCV
+from sklearn.metrics import r2_score
+from sklearn.model_selection import KFold
+
+from align.metrics._ridge import DEFAULT_ALPHAS
+from align.metrics._ridge import kfold_ids
+from align.metrics._ridge import linear_predictivity
+from align.metrics._ridge import ridge_cv_predict
+from align.metrics._validate import MetricInputError
+
+
+def _data(n, p, q, seed=0, rank=None):
+    """Targets with per-column signal and noise levels, so the best alpha varies across columns."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, p)) * rng.uniform(0.2, 3.0, size=p)
+    if rank is not None:
+        X = X[:, :rank] @ rng.normal(size=(rank, p))
+    W = rng.normal(size=(p, q))
+    Y = X @ W * rng.uniform(0.01, 1.0, size=q) + rng.normal(size=(n, q)) * rng.uniform(0.1, 10.0, size=q)
+    return X.astype(np.float32) + 5.0, Y.astype(np.float32) - 3.0
+
+
+def _oracle(X, Y, alphas, folds, alpha_per_target=True, scale=False):
+    X = X.astype(np.float64)
+    Y = Y.astype(np.float64)
+    pred = np.zeros_like(Y)
+    chosen = []
+    splits = folds if not isinstance(folds, int) else KFold(folds, shuffle=True, random_state=0).split(X)
+    for train, test in splits:
+        Xtr, Xte = X[train], X[test]
+        if scale:
+            mu, sd = Xtr.mean(0), Xtr.std(0)
+            sd[sd == 0] = 1.0
+            Xtr, Xte = (Xtr - mu) / sd, (Xte - mu) / sd
+        model = RidgeCV(alphas=alphas, alpha_per_target=alpha_per_target).fit(Xtr, Y[train])
+        pred[test] = model.predict(Xte)
+        chosen.append(np.broadcast_to(model.alpha_, (Y.shape[1],)))
+    return pred, np.array(chosen)
+
+
+def _compare(res, pred, chosen):
+    same = np.isclose(res.alphas, chosen, rtol=1e-6)
+    cols = same.all(axis=0)
+    rel = np.max(np.abs(res.predictions[:, cols] - pred[:, cols]) / np.abs(pred[:, cols]).max(axis=0))
+    return same.mean(), rel
+
+
+@pytest.mark.parametrize("n,p,q", [(60, 10, 20), (80, 40, 30), (70, 80, 25), (100, 79, 10), (64, 50, 12)])
+def test_matches_sklearn_ridgecv_per_fold(n, p, q):
+    X, Y = _data(n, p, q, seed=n + p)
+    res = ridge_cv_predict(X, Y)
+    pred, chosen = _oracle(X, Y, DEFAULT_ALPHAS, 5)
+    agree, rel = _compare(res, pred, chosen)
+    assert agree >= 0.95
+    assert rel < 1e-4
+    # the score is the mean Pearson r of the out-of-fold predictions
+    r = [np.corrcoef(pred[:, j], Y[:, j])[0, 1] for j in range(q)]
+    np.testing.assert_allclose(res.score, np.mean(r), atol=1e-4)
+
+
+def test_rank_deficient_x_and_explicit_folds():
+    X, Y = _data(72, 30, 8, seed=3, rank=6)  # X has rank 6: the null space of X inside the training space matters
+    ids = np.arange(72) % 4
+    res = ridge_cv_predict(X, Y, folds=ids)
+    splits = [(np.flatnonzero(ids != f), np.flatnonzero(ids == f)) for f in range(4)]
+    pred, chosen = _oracle(X, Y, DEFAULT_ALPHAS, splits)
+    agree, rel = _compare(res, pred, chosen)
+    assert agree >= 0.95 and rel < 1e-4
+
+
+def test_scale_one_alpha_and_r2_match_sklearn():
+    X, Y = _data(60, 12, 6, seed=4)
+    X[:, 3] *= 100.0
+    res = ridge_cv_predict(X, Y, scale=True)
+    pred, chosen = _oracle(X, Y, DEFAULT_ALPHAS, 5, scale=True)
+    agree, rel = _compare(res, pred, chosen)
+    assert agree >= 0.95 and rel < 1e-4
+
+    res = ridge_cv_predict(X, Y, alpha_per_target=False, score="r2")
+    pred, chosen = _oracle(X, Y, DEFAULT_ALPHAS, 5, alpha_per_target=False)
+    np.testing.assert_allclose(res.alphas, chosen, rtol=1e-6)
+    np.testing.assert_allclose(res.predictions, pred, rtol=1e-4, atol=1e-4 * np.abs(pred).max())
+    np.testing.assert_allclose(res.score, r2_score(Y, pred), atol=1e-4)
+
+
+def test_constant_target_columns_are_dropped_and_counted():
+    X, Y = _data(50, 8, 5, seed=5)
+    Y[:, 1] = 2.0
+    res = ridge_cv_predict(X, Y)
+    assert res.n_constant == 1 and np.isnan(res.column_scores[1])
+    np.testing.assert_allclose(res.score, np.nanmean(res.column_scores), rtol=1e-6)
+
+
+def test_gcv_mostly_picks_the_loo_alpha():
+    """The fast path: on these designs GCV picks the LOO alpha in ~80 % of (fold, column) cells."""
+    agree, gap = [], []
+    for n, p, q in [(60, 10, 20), (80, 40, 30), (70, 80, 25)]:
+        X, Y = _data(n, p, q, seed=p)
+        loo = ridge_cv_predict(X, Y)
+        gcv = ridge_cv_predict(X, Y, alpha_selection="gcv")
+        agree.append(np.isclose(loo.alphas, gcv.alphas).mean())
+        gap.append(abs(loo.score - gcv.score))
+    assert np.mean(agree) > 0.7
+    assert max(gap) < 0.02
+
+
+def test_kfold_ids_match_sklearn():
+    for n, k in [(10, 5), (23, 4), (100, 5)]:
+        ids = kfold_ids(n, k, seed=7)
+        for f, (_, test) in enumerate(KFold(k, shuffle=True, random_state=7).split(np.zeros(n))):
+            assert set(np.flatnonzero(ids == f)) == set(test)
+
+
+def test_identity_and_errors():
+    X, _ = _data(40, 6, 1, seed=6)
+    assert float(linear_predictivity(X, X)) > 0.99
+    with pytest.raises(MetricInputError):
+        linear_predictivity(X, X[:-1])
+    bad = X.copy()
+    bad[2, 1] = np.nan
+    with pytest.raises(MetricInputError):
+        linear_predictivity(bad, X)
+    with pytest.raises(ValueError, match="folds"):
+        linear_predictivity(X, X, folds=41)
+    with pytest.raises(ValueError, match="alphas"):
+        linear_predictivity(X, X, alphas=[0.0, 1.0])
+    with pytest.raises(ValueError, match="score"):
+        linear_predictivity(X, X, score="spearman")
