@@ -1,0 +1,11 @@
+"""Extraction: layer activations of frozen vision and language models, pooled and stored.
+
+torch and transformers are imported only when a model is loaded, never at ``import align.extract``.
+"""
+
+from align.extract._extract import extract
+from align.extract._sources import list_models
+from align.extract._sources import resolve_model
+from align.extract._spec import ModelSpec
+from align.extract._spec import ModelUnavailableError
+from align.extract._spec import UnknownModelError

@@ -1,0 +1,102 @@
+"""What every backend (transformers, timm, hooked torch module) hands to ``extract``: an ``Encoder``.
+
+Also the runtime choices they share: the device (``auto``: cuda > mps > cpu), the compute dtype, and a
+deterministic-inference context.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+@dataclasses.dataclass
+class Encoder:
+    """A loaded, frozen model that turns a batch of stimuli into pooled activations of every layer.
+
+    Attributes:
+      name: the model name (for messages).
+      modality: "vision" or "language".
+      layer_names: one name per stored layer, in depth order.
+      encode: ``encode(batch, poolings) -> {pooling: [one [b, d_l] float32 array per layer]}``; ``batch`` is a
+        list of RGB ``PIL.Image`` (vision) or of strings (language). One forward pass serves every pooling.
+      architecture: class name of the loaded model.
+      info: extra provenance for the store's meta (e.g. ``image_size``, ``preprocessing``).
+    """
+
+    name: str
+    modality: str
+    layer_names: list[str]
+    encode: Callable[[list, Sequence[str]], dict[str, list[np.ndarray]]]
+    architecture: str = ""
+    info: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def check_dtype(dtype: str) -> str:
+    """Validate a compute dtype name ("float32", "bfloat16" or "float16")."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {list(DTYPES)}; got {dtype!r}")
+    return dtype
+
+
+def torch_dtype(dtype: str):
+    """The torch dtype for a dtype name."""
+    import torch
+
+    return getattr(torch, check_dtype(dtype))
+
+
+def resolve_device(device: str = "auto"):
+    """``auto`` picks cuda, then mps, then cpu; any other string is passed to ``torch.device``."""
+    import torch
+
+    if device != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        # deterministic cuBLAS needs this before the first CUDA matmul of the process (no effect if set later)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+@contextlib.contextmanager
+def deterministic(seed: int = 0):
+    """Seeded, deterministic-algorithm, no-grad inference; restores the previous torch settings on exit."""
+    import torch
+
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        with torch.inference_mode():
+            yield
+    finally:
+        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+
+
+def probe_image():
+    """A small grey RGB image used to run one forward pass at load time (layer count, pooling checks)."""
+    from PIL import Image
+
+    return Image.new("RGB", (64, 64), (128, 128, 128))
+
+
+def hidden_layer_names(n_hidden_states: int) -> list[str]:
+    """Names for transformers' ``hidden_states``: "embeddings" (index 0), then "layer_1" ... "layer_L"."""
+    return ["embeddings"] + [f"layer_{i}" for i in range(1, n_hidden_states)]
+
+
+def block_layer_names(n_blocks: int) -> list[str]:
+    """Names for block outputs with no embedding output (timm intermediates): "layer_1" ... "layer_n"."""
+    return [f"layer_{i}" for i in range(1, n_blocks + 1)]
