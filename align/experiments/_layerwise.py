@@ -38,8 +38,9 @@ def _log_default(msg: str) -> None:
 
 
 def activation_root(cfg: RunConfig) -> Path:
-    """Activations are shared between runs (keyed by stimulus set, condition, model, pooling)."""
-    return cfg.output_dir.parent / "activations" if cfg.output_dir.name else Path("results/activations")
+    """The folder holding ``activations/`` and ``stimuli/``: the parent of the run's output, so that runs share
+    activations (stores are keyed by stimulus set, condition, model and pooling)."""
+    return cfg.output_dir.parent
 
 
 def _store_fingerprint(model: str, dtype: str, stimuli_fp: str, condition: str) -> str:
