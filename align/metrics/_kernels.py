@@ -31,10 +31,13 @@ def linear_gram(X):
 def squared_distances(X):
     """Squared Euclidean distances between rows, ``[n, d] -> [n, n]``, zero diagonal, clipped at 0.
 
-    Computed from the Gram matrix of the column-centered rows (distances do not change under translation, and
-    centering keeps the ``‖a‖² + ‖b‖² − 2 a·b`` cancellation small in float32).
+    Computed from the Gram matrix of the rows shifted by the first row (distances do not change under translation,
+    and the shift keeps the ``‖a‖² + ‖b‖² − 2 a·b`` cancellation small in float32). Shifting by a row rather than
+    the column mean keeps integer-valued inputs integer, so their tied distances stay exactly tied.
     """
-    G = linear_gram(X)
+    X = jnp.asarray(X, jnp.float32)
+    Xs = X - X[:1]
+    G = matmul(Xs, Xs.T)
     sq = jnp.diagonal(G)
     D = sq[:, None] + sq[None, :] - 2.0 * G
     D = jnp.maximum(D, 0.0)
