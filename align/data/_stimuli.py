@@ -49,6 +49,8 @@ class StimulusSet:
     stimuli: list[Stimulus]
     description: str = ""
     source: str = ""
+    # What the steps that made this set left out (``align.data.ExclusionReport``s, oldest first); never silent.
+    reports: tuple = dataclasses.field(default=(), compare=False, repr=False)
 
     def __post_init__(self):
         ids = [s.image_id for s in self.stimuli]
