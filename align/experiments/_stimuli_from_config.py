@@ -16,14 +16,13 @@ def stimuli_from_config(cfg: StimuliConfig, cache_root: str | Path) -> StimulusS
         n = cfg.n if cfg.n is not None else 500
         return data.synthetic_scenes(Path(cache_root) / "stimuli", n=n, seed=cfg.seed)
     if cfg.kind == "folder":
-        stimuli = data.load_image_captions(cfg.images, cfg.captions, name=cfg.name)
+        stimuli = data.load_image_captions(cfg.images, cfg.captions, name=cfg.name, n=cfg.n)
     elif cfg.kind == "coco":
-        stimuli = data.load_coco(cfg.root, name=cfg.name)
+        stimuli = data.load_coco(cfg.root, name=cfg.name, n=cfg.n)
     elif cfg.kind == "flickr":
-        stimuli = data.load_flickr(cfg.captions, cfg.images, name=cfg.name)
+        stimuli = data.load_flickr(cfg.captions, cfg.images, name=cfg.name, n=cfg.n)
     else:  # validated by align.config
         raise ValueError(f"unknown stimuli.kind {cfg.kind!r}")
-    if cfg.n is not None and cfg.n < len(stimuli):
-        stimuli = stimuli.subset(n=cfg.n)
-        stimuli.name = f"{stimuli.name}-first{cfg.n}"
+    if cfg.n is not None and cfg.name is None:
+        stimuli.name = f"{stimuli.name}-first{cfg.n}"  # stores are keyed by set name: a prefix is another set
     return stimuli
