@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from align.metrics import _kernels
+from align.metrics._rdm import condensed
 from align.metrics._registry import Metric
 from align.metrics._registry import register_metric
 from align.metrics._validate import check_pair
@@ -44,9 +45,7 @@ def rbf_gram(X, sigma_frac=1.0):
     """RBF kernel ``K_ij = exp(−‖xᵢ − xⱼ‖² / (2σ²))`` with ``σ² = sigma_frac² · median`` of the off-diagonal squared
     distances of ``X`` (its own median, so the kernel is invariant to isotropic scaling). ``[n, d] -> [n, n]``."""
     D = _kernels.squared_distances(X)
-    n = D.shape[0]
-    iu = jnp.triu_indices(n, 1)
-    sigma2 = jnp.asarray(sigma_frac, jnp.float32) ** 2 * jnp.median(D[iu])
+    sigma2 = jnp.asarray(sigma_frac, jnp.float32) ** 2 * jnp.median(condensed(D))
     return jnp.exp(-D / (2.0 * sigma2))
 
 

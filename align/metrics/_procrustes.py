@@ -90,7 +90,13 @@ def procrustes_angular(X, Y):
     return _procrustes_angular(X, Y)
 
 
+def _validate_procrustes(n, widths):
+    if n < 3:
+        raise ValueError(f"procrustes needs at least 3 stimuli, got n={n}")
+
+
 _PROCRUSTES_COMMON = dict(
+    validate=_validate_procrustes,
     prepare=prepare_procrustes,
     symmetric=True,
     invariances=frozenset({"rotation", "isotropic_scale", "translation", "stimulus_order"}),

@@ -46,10 +46,31 @@ def square_rdm(X, kind: str = "correlation"):
     raise ValueError(f"unknown RDM kind {kind!r}; choose one of {RDM_KINDS}")
 
 
+def condensed_indices(n: int):
+    """Row and column indices ``(i, j)``, i < j, of the condensed (``pdist``) order, each ``[n (n − 1) / 2]`` int32.
+
+    Same values as ``numpy.triu_indices(n, 1)``, computed on device from the position (closed form, then exact
+    integer corrections), so a large n neither embeds huge constants in the program nor compiles slowly. n < 46341.
+    """
+    m = n * (n - 1) // 2
+    t = jnp.arange(m, dtype=jnp.int32)
+    b = 2.0 * n - 1.0
+    i = jnp.floor((b - jnp.sqrt(jnp.maximum(b * b - 8.0 * t.astype(jnp.float32), 0.0))) / 2.0).astype(jnp.int32)
+    i = jnp.clip(i, 0, max(n - 2, 0))
+
+    def row_start(r):
+        return r * n - (r * (r + 1)) // 2
+
+    for _ in range(2):  # the float32 estimate is off by at most one row
+        i = jnp.where(t < row_start(i), i - 1, i)
+        i = jnp.where(t >= row_start(i + 1), i + 1, i)
+    return i, t - row_start(i) + i + 1
+
+
 def condensed(D):
     """Upper triangle (without diagonal) of ``[n, n]`` in ``pdist`` order, ``[n (n − 1) / 2]``."""
-    iu = jnp.triu_indices(D.shape[0], 1)
-    return D[iu]
+    i, j = condensed_indices(D.shape[0])
+    return D[i, j]
 
 
 def condensed_rdm(X, kind: str = "correlation"):

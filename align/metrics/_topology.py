@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from align.metrics._rdm import condensed
+from align.metrics._rdm import condensed_indices
 from align.metrics._rdm import condensed_rdm
 from align.metrics._registry import Metric
 from align.metrics._registry import register_metric
@@ -25,8 +26,8 @@ from align.metrics._rsa import rdm_vector_unit
 
 
 def _square_from_condensed(v, n: int):
-    iu = jnp.triu_indices(n, 1)
-    W = jnp.zeros((n, n), v.dtype).at[iu].set(v)
+    i, j = condensed_indices(n)
+    W = jnp.zeros((n, n), v.dtype).at[i, j].set(v)
     return W + W.T
 
 
