@@ -9,3 +9,10 @@ from align.metrics._registry import get_metric
 from align.metrics._registry import list_metrics
 from align.metrics._registry import parse_metric_spec
 from align.metrics._registry import register_metric
+from align.engine import LayerGrid
+from align.engine import bootstrap_ci
+from align.engine import load_probe
+from align.engine import paired_difference
+from align.engine import pairwise
+from align.engine import pairwise_within
+from align.engine import permutation_null

@@ -1,0 +1,13 @@
+"""The engine: every layer pair of two models under any metric in one compiled call, plus statistics.
+
+Public surface (one name per line).
+"""
+
+from align.engine._pairwise import LayerGrid
+from align.engine._pairwise import pairwise
+from align.engine._pairwise import pairwise_within
+from align.engine._pairwise import resolve_metric
+from align.engine._probes import load_probe
+from align.engine._stats import bootstrap_ci
+from align.engine._stats import paired_difference
+from align.engine._stats import permutation_null

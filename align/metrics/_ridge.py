@@ -160,7 +160,7 @@ def _prepare_folds(X, fold_ids, *, n_folds: int, rank: int, scale: bool):
         T = _mm(Xs * (1.0 - m)[:, None], B)  # held-out rows on this fold's basis, [n, r]
         return U, s2, T, lev0, jnp.where(spans_all, 0.0, 1.0), mu, sd
 
-    U, s2, T, lev0, null, mu, sd = lax.map(one_fold, masks)
+    U, s2, T, lev0, null, mu, sd = jax.vmap(one_fold)(masks)
     return {
         "U": U, "s2": s2, "T": jnp.sum(T, axis=0), "lev0": lev0, "null": null,
         "fold": fold_ids.astype(jnp.int32), "data": X, "mu": mu, "sd": sd,
@@ -212,7 +212,8 @@ def _fold_predict(T, Y, mu, sd, m, U, s2, lev0, null, alphas, *, alpha_per_targe
             dof = n_t - 1.0 - jnp.sum(1.0 - g)  # tr(I - H), the intercept included in H
             return (rss / n_t) / (dof / n_t) ** 2
 
-    errors = lax.map(error, alphas)  # [A, q]
+    # LOO: one alpha at a time bounds memory to one [n, q] residual; GCV: all alphas at once ([A, q] only).
+    errors = lax.map(error, alphas) if alpha_selection == "loo" else jax.vmap(error)(alphas)  # [A, q]
     if alpha_per_target:
         best = jnp.argmin(errors, axis=0)  # first of equal errors, as sklearn
     else:
@@ -235,8 +236,8 @@ def _out_of_fold(prep_x, prep_y, alphas, *, alpha_per_target: bool, alpha_select
         return _fold_predict(prep_x["T"], Y, mu, sd, m, U, s2, lev0, null, alphas,
                              alpha_per_target=alpha_per_target, alpha_selection=alpha_selection)
 
-    preds, chosen = lax.map(one_fold, (prep_y["mu"], prep_y["sd"], masks, prep_x["U"], prep_x["s2"],
-                                       prep_x["lev0"], prep_x["null"]))
+    preds, chosen = jax.vmap(one_fold)((prep_y["mu"], prep_y["sd"], masks, prep_x["U"], prep_x["s2"],
+                                        prep_x["lev0"], prep_x["null"]))
     return jnp.sum(preds, axis=0), chosen
 
 
@@ -309,7 +310,7 @@ class RidgeCVResult(NamedTuple):
 def _ridge_cv(X, Y, fold_ids, alphas, *, n_folds, rank, scale, alpha_per_target, score, alpha_selection):
     prep_x = _prepare_folds(X, fold_ids, n_folds=n_folds, rank=rank, scale=scale)
     masks = (fold_ids[None, :] != jnp.arange(n_folds)[:, None]).astype(jnp.float32)
-    mu, sd = lax.map(lambda m: _fold_stats(Y, m, scale), masks)
+    mu, sd = jax.vmap(lambda m: _fold_stats(Y, m, scale))(masks)
     prep_y = {"data": Y, "mu": mu, "sd": sd}
     pred, chosen = _out_of_fold(prep_x, prep_y, alphas, alpha_per_target=alpha_per_target,
                                 alpha_selection=alpha_selection)

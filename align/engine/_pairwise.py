@@ -1,0 +1,604 @@
+"""Every layer pair of two models under one metric, in one compiled call (or a few).
+
+The engine does the per-layer work once (``metric.prepare`` on each layer, batched with ``lax.map`` over the
+stacked layers) and then evaluates ``metric.compare`` on every (x layer, y layer) pair inside one jitted call:
+``lax.map`` over chunks of pairs, each chunk ``vmap``-ed (``chunk_size`` pairs at a time bounds memory). Layers of
+different widths are stacked as they are when the prepared shapes do not depend on width (centered Grams, RDMs);
+otherwise they are zero-padded to the side's widest layer when the metric says ``pad_invariant`` (its value does
+not change under zero feature columns), and only otherwise split into groups of equal shape, one compiled call per
+pair of groups. ``batched=False`` is the documented fallback: a Python loop over pairs (one small compiled call per
+pair), for a custom probe whose compare cannot be ``vmap``-ed.
+
+jit discipline (STYLE 4): the jitted functions live at module level; the metric's ``static`` keyword arguments (and
+any non-numeric or integer argument: kinds, counts, fold layouts) are static, float arguments (alphas, quantiles,
+bandwidths) are traced, so sweeping them does not recompile. Every call runs under
+``jax.default_matmul_precision("highest")`` (no TF32 on GPUs).
+
+Asymmetric metrics (``metric.symmetric`` False, e.g. linear predictivity) are computed in both directions from the
+same prepared layers -- ``x_to_y[i, j] = compare(prep(X_i), prep(Y_j))`` and ``y_to_x[i, j] =
+compare(prep(Y_j), prep(X_i))`` -- never filled in by symmetry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+import align.metrics  # noqa: F401  (registers the built-in metrics)
+from align.metrics._registry import Metric
+from align.metrics._registry import get_metric
+from align.metrics._registry import parse_metric_spec
+from align.metrics._validate import MetricInputError
+from align.metrics._validate import check_array
+
+#: Direction labels of results: one grid for a symmetric metric, two for an asymmetric one.
+SYMMETRIC = "symmetric"
+X_TO_Y = "x_to_y"
+Y_TO_X = "y_to_x"
+
+#: Statistics a grid may carry, per direction, as ``[Lx, Ly]`` arrays (columns of ``to_frame``).
+STAT_NAMES = ("p_value", "null_mean", "null_std", "ci_low", "ci_high", "score_a", "score_b")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the result
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerGrid:
+    """Scores of every (x layer, y layer) pair, labelled.
+
+    Attributes:
+      metric: registry name of the metric.
+      kwargs: the metric keyword arguments given (from the spec string and the call; defaults not repeated).
+      layers_x: names of the x layers (rows), in depth order.
+      layers_y: names of the y layers (columns).
+      scores: ``[Lx, Ly]`` array for a symmetric metric; for an asymmetric one a dict with ``"x_to_y"`` (row layer
+        predicts column layer: ``compare(X_i, Y_j)``) and/or ``"y_to_x"`` (``compare(Y_j, X_i)``), both indexed
+        ``[x layer, y layer]``.
+      n: number of stimuli (rows) compared.
+      symmetric: whether the metric is symmetric.
+      higher_is_more_aligned: False for distances.
+      stats: per direction, optional ``[Lx, Ly]`` statistics: ``p_value``, ``null_mean``, ``null_std`` (permutation
+        null), ``ci_low``, ``ci_high`` (bootstrap), ``score_a``, ``score_b`` (paired differences).
+      quantity: ``"score"``, or ``"difference"`` for :func:`align.engine.paired_difference` (scores are A − B).
+      n_perm: permutations behind ``p_value`` (0 if none).
+      n_boot: bootstrap resamples behind the CI (0 if none).
+      ci_level: coverage of ``ci_low``/``ci_high``.
+    """
+
+    metric: str
+    kwargs: Mapping[str, Any]
+    layers_x: tuple[str, ...]
+    layers_y: tuple[str, ...]
+    scores: np.ndarray | dict[str, np.ndarray]
+    n: int
+    symmetric: bool
+    higher_is_more_aligned: bool = True
+    stats: Mapping[str, Mapping[str, np.ndarray]] = dataclasses.field(default_factory=dict)
+    quantity: str = "score"
+    n_perm: int = 0
+    n_boot: int = 0
+    ci_level: float = 0.95
+
+    @property
+    def directions(self) -> tuple[str, ...]:
+        """``("symmetric",)`` or the asymmetric directions computed (``"x_to_y"``, ``"y_to_x"``)."""
+        return (SYMMETRIC,) if isinstance(self.scores, np.ndarray) else tuple(self.scores)
+
+    def score(self, direction: str | None = None) -> np.ndarray:
+        """The ``[Lx, Ly]`` score array of one direction (the only one when ``direction`` is None)."""
+        return self._get(None, direction)
+
+    def stat(self, name: str, direction: str | None = None) -> np.ndarray:
+        """The ``[Lx, Ly]`` array of one statistic (e.g. ``"p_value"``) for one direction."""
+        return self._get(name, direction)
+
+    def _get(self, name, direction):
+        dirs = self.directions
+        if direction is None:
+            if len(dirs) != 1:
+                raise ValueError(f"{self.metric} is asymmetric; name a direction, one of {dirs}")
+            direction = dirs[0]
+        if direction not in dirs:
+            raise ValueError(f"direction {direction!r} was not computed; available: {dirs}")
+        if name is None:
+            return self.scores if direction == SYMMETRIC else self.scores[direction]
+        try:
+            return self.stats[direction][name]
+        except KeyError:
+            have = sorted(self.stats.get(direction, {}))
+            raise ValueError(f"statistic {name!r} was not computed (have {have}); pass null=/ci= to pairwise") from None
+
+    def to_frame(self):
+        """Long form, one row per (direction, x layer, y layer).
+
+        Columns: ``layer_x``, ``layer_y`` (layer indices), ``layer_name_x``, ``layer_name_y``, ``rel_depth_x``,
+        ``rel_depth_y`` (index / last index; 1.0 for a single layer), ``metric``, ``direction`` (``"symmetric"``,
+        ``"x_to_y"`` or ``"y_to_x"``), ``score``, ``n``, then any statistics computed (``p_value``, ``null_mean``,
+        ``null_std``, ``ci_low``, ``ci_high``, ``score_a``, ``score_b``).
+        """
+        import pandas as pd
+
+        lx, ly = len(self.layers_x), len(self.layers_y)
+        ix, iy = np.meshgrid(np.arange(lx), np.arange(ly), indexing="ij")
+        frames = []
+        for d in self.directions:
+            cols = {
+                "layer_x": ix.ravel(), "layer_y": iy.ravel(),
+                "layer_name_x": np.asarray(self.layers_x, dtype=object)[ix.ravel()],
+                "layer_name_y": np.asarray(self.layers_y, dtype=object)[iy.ravel()],
+                "rel_depth_x": _rel_depth(lx)[ix.ravel()], "rel_depth_y": _rel_depth(ly)[iy.ravel()],
+                "metric": self.metric, "direction": d,
+                "score": np.asarray(self.score(d), dtype=np.float64).ravel(), "n": self.n,
+            }
+            for name in STAT_NAMES:
+                if name in self.stats.get(d, {}):
+                    cols[name] = np.asarray(self.stats[d][name], dtype=np.float64).ravel()
+            frames.append(pd.DataFrame(cols))
+        return pd.concat(frames, ignore_index=True)
+
+
+def _rel_depth(n_layers: int) -> np.ndarray:
+    return np.arange(n_layers) / (n_layers - 1) if n_layers > 1 else np.ones(1)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# inputs: metric, layers, keyword arguments
+
+
+def resolve_metric(metric: str | Metric, kwargs: Mapping[str, Any] | None = None) -> tuple[Metric, dict]:
+    """(Metric, keyword arguments) from a registered name, a spec string ``"rbf_cka(sigma_frac=0.5)"`` or a Metric.
+
+    Keyword arguments given explicitly override those of the spec string.
+    """
+    kwargs = dict(kwargs or {})
+    if isinstance(metric, Metric):
+        return metric, kwargs
+    if isinstance(metric, str):
+        if "(" in metric:
+            m, spec_kwargs = parse_metric_spec(metric)
+            return m, {**spec_kwargs, **kwargs}
+        return get_metric(metric.strip()), kwargs
+    raise TypeError(f"metric must be a registered name, a spec string or a Metric, got {type(metric).__name__}")
+
+
+@dataclasses.dataclass
+class _Side:
+    """One model's layers: names, ``[n, d_l]`` float32 arrays, optional stimulus ids."""
+
+    names: list[str]
+    arrays: list[np.ndarray]
+    stimulus_ids: list[str] | None
+    source: Any
+
+
+def _as_side(layers, label: str) -> _Side:
+    ids = getattr(layers, "stimulus_ids", None)
+    if isinstance(layers, Mapping):
+        names = [str(k) for k in layers]
+        arrays = [layers[k] for k in layers]
+    elif getattr(layers, "ndim", None) == 2:
+        names, arrays = ["0"], [layers]
+    elif not isinstance(layers, (str, bytes)) and hasattr(layers, "__iter__"):
+        arrays = list(layers)
+        names = [str(i) for i in range(len(arrays))]
+    else:
+        raise TypeError(f"{label}: expected a sequence or mapping of [n, d] arrays or an ActivationStore, "
+                        f"got {type(layers).__name__}")
+    if not arrays:
+        raise MetricInputError(f"{label} has no layers")
+    return _Side(names, arrays, list(ids) if ids is not None else None, layers)
+
+
+def _pair_rows(xs: _Side, ys: _Side, align_by_id: bool) -> None:
+    """Pair rows by stimulus id when both sides know their ids (in place); refuse differing orders."""
+    if xs.stimulus_ids is None or ys.stimulus_ids is None:
+        if align_by_id:
+            raise MetricInputError("align_by_id=True needs stimulus ids on both sides (pass ActivationStore objects)")
+        return
+    if hasattr(xs.source, "order_hash") and hasattr(ys.source, "order_hash"):
+        from align.store import align_rows
+
+        rows = align_rows(xs.source, ys.source, align_by_id=align_by_id)
+    elif xs.stimulus_ids == ys.stimulus_ids:
+        rows = None
+    elif align_by_id:
+        in_y = {sid: i for i, sid in enumerate(ys.stimulus_ids)}
+        rx = [i for i, sid in enumerate(xs.stimulus_ids) if sid in in_y]
+        rows = np.asarray(rx, np.int64), np.asarray([in_y[xs.stimulus_ids[i]] for i in rx], np.int64)
+    else:
+        raise MetricInputError("the two sides list different stimulus ids or orders; pass align_by_id=True to "
+                               "compare the common stimuli")
+    if rows is not None:
+        rx, ry = rows
+        xs.arrays = [np.asarray(a)[rx] for a in xs.arrays]
+        ys.arrays = [np.asarray(a)[ry] for a in ys.arrays]
+        xs.stimulus_ids = [xs.stimulus_ids[i] for i in rx]
+        ys.stimulus_ids = [ys.stimulus_ids[i] for i in ry]
+
+
+def _validate_side(side: _Side, label: str, metric: Metric) -> None:
+    side.arrays = [check_array(a, f"layer {name!r} of {label}", min_n=metric.min_n)
+                   for name, a in zip(side.names, side.arrays)]
+
+
+def _check_n(*sides: tuple[_Side, str]) -> int:
+    n = sides[0][0].arrays[0].shape[0]
+    for side, label in sides:
+        for name, a in zip(side.names, side.arrays):
+            if a.shape[0] != n:
+                raise MetricInputError(
+                    f"layer {name!r} of {label} has {a.shape[0]} rows but the first layer of {sides[0][1]} has {n}; "
+                    "rows are stimuli and must be paired one to one (align the stores by stimulus id first)")
+    return n
+
+
+def _hashable(v):
+    if isinstance(v, np.ndarray):
+        return tuple(v.tolist())
+    if isinstance(v, (list, tuple)):
+        return tuple(_hashable(x) for x in v)
+    if isinstance(v, dict):
+        return tuple(sorted((k, _hashable(x)) for k, x in v.items()))
+    return v
+
+
+def _traceable(v) -> bool:
+    """Floats and float arrays are traced (swept values); everything else is static."""
+    if isinstance(v, bool):
+        return False
+    if isinstance(v, (float, np.floating)):
+        return True
+    if isinstance(v, (np.ndarray, jax.Array)):
+        return np.issubdtype(v.dtype, np.floating)
+    if isinstance(v, (list, tuple)) and v:
+        return all(isinstance(x, (float, np.floating)) for x in v)
+    return False
+
+
+@dataclasses.dataclass(frozen=True)
+class _Kwargs:
+    """A metric's keyword arguments split for jit: static (hashable tuples) and traced (arrays), per stage."""
+
+    static_prep: tuple
+    traced_prep: dict
+    static_comp: tuple
+    traced_comp: dict
+    given: dict
+    merged: dict
+
+
+def _split_kwargs(metric: Metric, kwargs: Mapping[str, Any]) -> _Kwargs:
+    prep, comp = metric.split_kwargs(kwargs)
+
+    def split(d):
+        static, traced = {}, {}
+        for k, v in d.items():
+            if k in metric.static or not _traceable(v):
+                static[k] = _hashable(v)
+            elif isinstance(v, (float, np.floating)):
+                traced[k] = jnp.asarray(v, jnp.float32)
+            else:
+                traced[k] = jnp.asarray(np.asarray(v), jnp.float32)
+        return tuple(sorted(static.items())), traced
+
+    sp, tp = split(prep)
+    sc, tc = split(comp)
+    return _Kwargs(sp, tp, sc, tc, dict(kwargs), {**prep, **comp})
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# stacking layers into parts of equal prepared shape
+
+
+@dataclasses.dataclass(frozen=True)
+class _Part:
+    """Layers of one side whose prepared forms share one shape: ``index`` (positions on the side, in stacking
+    order) and ``groups`` (raw ``[L_g, n, d_g]`` stacks whose concatenated prepared forms follow ``index``)."""
+
+    index: np.ndarray
+    groups: tuple[np.ndarray, ...]
+
+
+def _prep_signature(metric: Metric, n: int, d: int, kw: _Kwargs):
+    if metric.prepare is None:
+        return ((n, d),)
+    fn = functools.partial(metric.prepare, **dict(kw.static_prep))
+    with jax.default_matmul_precision("highest"):
+        out = jax.eval_shape(lambda X, t: fn(X, **t), jax.ShapeDtypeStruct((n, d), jnp.float32), kw.traced_prep)
+    leaves, treedef = jax.tree_util.tree_flatten(out)
+    return treedef, tuple((leaf.shape, str(leaf.dtype)) for leaf in leaves)
+
+
+def _pad(a: np.ndarray, width: int) -> np.ndarray:
+    return a if a.shape[1] == width else np.pad(a, ((0, 0), (0, width - a.shape[1])))
+
+
+def _parts(metric: Metric, arrays: list[np.ndarray], kw: _Kwargs) -> list[_Part]:
+    n = arrays[0].shape[0]
+    widths = sorted({a.shape[1] for a in arrays})
+    by_width = {d: [i for i, a in enumerate(arrays) if a.shape[1] == d] for d in widths}
+    signature = {d: _prep_signature(metric, n, d, kw) for d in widths}
+
+    def part(ds, pad_to=None):
+        index = [i for d in ds for i in by_width[d]]
+        if pad_to is not None:
+            return _Part(np.asarray(index), (np.stack([_pad(arrays[i], pad_to) for i in index]),))
+        return _Part(np.asarray(index), tuple(np.stack([arrays[i] for i in by_width[d]]) for d in ds))
+
+    if len(set(signature.values())) == 1:
+        return [part(widths)]
+    if metric.pad_invariant:
+        return [part(widths, pad_to=widths[-1])]
+    shapes = list(dict.fromkeys(signature.values()))
+    return [part([d for d in widths if signature[d] == s]) for s in shapes]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# jitted bodies (module level; static: functions and program-shaping kwargs)
+
+
+def _identity(X, **_):
+    return X
+
+
+def _prepare_groups(groups, traced_kw, prepare, static_kw):
+    """Prepared forms of every layer in ``groups``, concatenated along a leading layer axis."""
+    kw = {**dict(static_kw), **traced_kw}
+    prepare = prepare or _identity
+    preps = [lax.map(lambda X: prepare(X, **kw), g) for g in groups]
+    return jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *preps)
+
+
+def _grid_body(prep_x, prep_y, traced_kw, compare, static_kw, directions, chunk_size):
+    """``{direction: [Lx, Ly, ...]}``: compare on every pair, ``chunk_size`` pairs per vmapped step."""
+    kw = {**dict(static_kw), **traced_kw}
+    lx = jax.tree_util.tree_leaves(prep_x)[0].shape[0]
+    ly = jax.tree_util.tree_leaves(prep_y)[0].shape[0]
+    ii, jj = np.meshgrid(np.arange(lx), np.arange(ly), indexing="ij")
+
+    def pair(ij):
+        i, j = ij
+        px = jax.tree_util.tree_map(lambda a: a[i], prep_x)
+        py = jax.tree_util.tree_map(lambda a: a[j], prep_y)
+        return {d: compare(py, px, **kw) if d == Y_TO_X else compare(px, py, **kw) for d in directions}
+
+    batch = max(1, min(chunk_size or ly, lx * ly))
+    out = lax.map(pair, (jnp.asarray(ii.ravel()), jnp.asarray(jj.ravel())), batch_size=batch)
+    return jax.tree_util.tree_map(lambda a: a.reshape((lx, ly) + a.shape[1:]), out)
+
+
+_STATIC_PREP = ("prepare", "static_kw")
+_STATIC_GRID = ("compare", "static_kw", "directions", "chunk_size")
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC_PREP)
+def _prepare_call(groups, traced_kw, *, prepare, static_kw):
+    return _prepare_groups(groups, traced_kw, prepare, static_kw)
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC_GRID)
+def _grid_call(prep_x, prep_y, traced_kw, *, compare, static_kw, directions, chunk_size):
+    return _grid_body(prep_x, prep_y, traced_kw, compare, static_kw, directions, chunk_size)
+
+
+@functools.partial(jax.jit, static_argnames=("compare", "static_kw"))
+def _pair_call(px, py, traced_kw, *, compare, static_kw):
+    return compare(px, py, **{**dict(static_kw), **traced_kw})
+
+
+@functools.partial(jax.jit, static_argnames=("prepare", "static_kw"))
+def _prepare_one(X, traced_kw, *, prepare, static_kw):
+    return (prepare or _identity)(X, **{**dict(static_kw), **traced_kw})
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the driver
+
+
+@dataclasses.dataclass
+class _Plan:
+    """Everything needed to compute (and re-compute under resampling) one grid."""
+
+    metric: Metric
+    kw: _Kwargs
+    xs: _Side
+    ys: _Side
+    parts_x: list[_Part]
+    parts_y: list[_Part]
+    directions: tuple[str, ...]
+    within: bool
+    chunk_size: int | None
+    n: int
+
+
+def _directions(metric: Metric, direction: str | None) -> tuple[str, ...]:
+    if metric.symmetric:
+        return (SYMMETRIC,)
+    if direction is None:
+        return (X_TO_Y, Y_TO_X)
+    if direction not in (X_TO_Y, Y_TO_X):
+        raise ValueError(f"direction must be None, {X_TO_Y!r} or {Y_TO_X!r}, got {direction!r}")
+    return (direction,)
+
+
+def _plan(metric, Xs, Ys, *, kwargs, align_by_id=False, direction=None, chunk_size=None, within=False) -> _Plan:
+    metric, kwargs = resolve_metric(metric, kwargs)
+    xs = _as_side(Xs, "Xs")
+    ys = xs if within else _as_side(Ys, "Ys")
+    if not within:
+        _pair_rows(xs, ys, align_by_id)
+    _validate_side(xs, "Xs", metric)
+    if not within:
+        _validate_side(ys, "Ys", metric)
+    n = _check_n((xs, "Xs"), (ys, "Ys"))
+    kw = _split_kwargs(metric, kwargs)
+    if metric.validate is not None:
+        widths = [a.shape[1] for a in xs.arrays] + ([] if within else [a.shape[1] for a in ys.arrays])
+        metric.validate(n, widths, **kw.merged)
+    parts_x = _parts(metric, xs.arrays, kw)
+    parts_y = parts_x if within else _parts(metric, ys.arrays, kw)
+    if chunk_size is not None and int(chunk_size) < 1:
+        raise ValueError(f"chunk_size must be a positive number of layer pairs, got {chunk_size}")
+    return _Plan(metric, kw, xs, ys, parts_x, parts_y, _directions(metric, direction), within,
+                 None if chunk_size is None else int(chunk_size), n)
+
+
+def _prepare_parts(plan: _Plan, parts: list[_Part]):
+    kw = plan.kw
+    return [_prepare_call(tuple(jnp.asarray(g) for g in p.groups), kw.traced_prep,
+                          prepare=plan.metric.prepare, static_kw=kw.static_prep) for p in parts]
+
+
+def _score_of(out):
+    """A compare result is a scalar or a small dict with a ``"score"`` entry."""
+    return out["score"] if isinstance(out, dict) else out
+
+
+def _block_pairs(plan: _Plan):
+    """(part x index, part y index, directions to compute); within one side, y_to_x is x_to_y transposed."""
+    dirs = plan.directions
+    if plan.within and not plan.metric.symmetric:
+        dirs = (X_TO_Y,)
+    return [(a, b, dirs) for a in range(len(plan.parts_x)) for b in range(len(plan.parts_y))]
+
+
+def _assemble(plan: _Plan, blocks: dict, lead_shape=(), transpose_within=True) -> dict[str, np.ndarray]:
+    """Scatter per-block results ``{(a, b): {direction: [..., La, Lb]}}`` into full ``[..., Lx, Ly]`` arrays.
+
+    With ``transpose_within`` (observed scores of one model against itself) y_to_x is x_to_y transposed.
+    """
+    lx, ly = len(plan.xs.arrays), len(plan.ys.arrays)
+    full = {}
+    for (a, b), res in blocks.items():
+        ia, ib = plan.parts_x[a].index, plan.parts_y[b].index
+        for d, arr in res.items():
+            arr = np.asarray(arr, dtype=np.float64)
+            grid = full.setdefault(d, np.full(lead_shape + (lx, ly), np.nan))
+            grid[(...,) + np.ix_(ia, ib)] = arr
+    if transpose_within and plan.within and not plan.metric.symmetric and X_TO_Y in full:
+        if Y_TO_X in plan.directions:
+            full[Y_TO_X] = np.swapaxes(full[X_TO_Y], -1, -2)
+        if X_TO_Y not in plan.directions:
+            del full[X_TO_Y]
+    return {d: full[d] for d in plan.directions}
+
+
+def _observed(plan: _Plan, batched: bool = True) -> dict[str, np.ndarray]:
+    if not batched:
+        return _observed_loop(plan)
+    kw = plan.kw
+    with jax.default_matmul_precision("highest"):
+        preps_x = _prepare_parts(plan, plan.parts_x)
+        preps_y = preps_x if plan.within else _prepare_parts(plan, plan.parts_y)
+        blocks = {}
+        for a, b, dirs in _block_pairs(plan):
+            out = _grid_call(preps_x[a], preps_y[b], kw.traced_comp, compare=plan.metric.compare,
+                             static_kw=kw.static_comp, directions=dirs, chunk_size=plan.chunk_size)
+            blocks[(a, b)] = {d: _score_of(v) for d, v in jax.device_get(out).items()}
+    return _assemble(plan, blocks)
+
+
+def _observed_loop(plan: _Plan) -> dict[str, np.ndarray]:
+    """Fallback: one compiled compare per pair, called from a Python loop (for compares that cannot be vmapped)."""
+    kw = plan.kw
+    m = plan.metric
+    with jax.default_matmul_precision("highest"):
+        px = [_prepare_one(jnp.asarray(a), kw.traced_prep, prepare=m.prepare, static_kw=kw.static_prep)
+              for a in plan.xs.arrays]
+        py = px if plan.within else [_prepare_one(jnp.asarray(a), kw.traced_prep, prepare=m.prepare,
+                                                  static_kw=kw.static_prep) for a in plan.ys.arrays]
+        out = {}
+        for d in plan.directions:
+            grid = np.full((len(px), len(py)), np.nan)
+            for i, p in enumerate(px):
+                for j, q in enumerate(py):
+                    a, b = (q, p) if d == Y_TO_X else (p, q)
+                    grid[i, j] = float(_score_of(_pair_call(a, b, kw.traced_comp, compare=m.compare,
+                                                            static_kw=kw.static_comp)))
+            out[d] = grid
+    return out
+
+
+def _grid_result(plan: _Plan, scores: dict[str, np.ndarray], stats=None, **extra) -> LayerGrid:
+    m = plan.metric
+    return LayerGrid(
+        metric=m.name, kwargs=dict(plan.kw.given), layers_x=tuple(plan.xs.names), layers_y=tuple(plan.ys.names),
+        scores=scores[SYMMETRIC] if m.symmetric else dict(scores), n=plan.n, symmetric=m.symmetric,
+        higher_is_more_aligned=m.higher_is_more_aligned, stats=stats or {}, **extra)
+
+
+def pairwise(metric, Xs, Ys, *, align_by_id: bool = False, direction: str | None = None,
+             chunk_size: int | None = None, null: int = 0, ci: int = 0, ci_level: float = 0.95,
+             stats_seed: int = 0, batch_size: int | None = None, batched: bool = True, **kwargs) -> LayerGrid:
+    """Score every (x layer, y layer) pair with one metric.
+
+    Args:
+      metric: a registered name (``"linear_cka"``), a spec string (``"rbf_cka(sigma_frac=0.5)"``) or a
+        :class:`~align.metrics.Metric` (e.g. a custom probe).
+      Xs: the x model's layers: a sequence of ``[n, d_l]`` arrays, a mapping layer name -> array, or an
+        ``ActivationStore``. Widths may differ between layers.
+      Ys: the y model's layers, rows paired with Xs by stimulus (same forms).
+      align_by_id: when both sides are stores whose stimulus orders differ, compare the common stimuli instead of
+        refusing.
+      direction: for an asymmetric metric, ``"x_to_y"`` or ``"y_to_x"`` only (default both).
+      chunk_size: layer pairs evaluated at once (vmapped) inside the compiled call; default one row of the grid
+        (``Ly`` pairs). Lower it to bound memory for heavy metrics and large n.
+      null: number of permutations for a permutation p-value (see :func:`align.engine.permutation_null`); 0: none.
+      ci: number of bootstrap resamples for a confidence interval (see :func:`align.engine.bootstrap_ci`); 0: none.
+      ci_level: coverage of the bootstrap interval.
+      stats_seed: seed of the permutations and resamples (a metric's own ``seed``, e.g. linear_predictivity's fold
+        shuffling, is a metric keyword).
+      batch_size: permutations or resamples per compiled step (default 8).
+      batched: False computes pair by pair in a Python loop (slow fallback for compares that cannot be vmapped).
+      **kwargs: the metric's keyword arguments (override those of a spec string).
+
+    Returns:
+      A :class:`LayerGrid`: ``scores[i, j]`` for x layer i and y layer j (a dict of two such arrays,
+      ``"x_to_y"`` and ``"y_to_x"``, for an asymmetric metric), plus ``p_value``/``null_mean``/``null_std`` and
+      ``ci_low``/``ci_high`` in ``.stats`` when requested.
+
+    Raises:
+      MetricInputError: a layer with non-finite values, too few stimuli, or row counts that differ.
+      StoreMismatchError: two stores with different stimulus orders and ``align_by_id=False``.
+      ValueError: unknown metric or keyword argument, bad hyper-parameter.
+    """
+    plan = _plan(metric, Xs, Ys, kwargs=kwargs, align_by_id=align_by_id, direction=direction,
+                 chunk_size=chunk_size)
+    return _with_stats(plan, null=null, ci=ci, ci_level=ci_level, seed=stats_seed, batch_size=batch_size,
+                       batched=batched)
+
+
+def pairwise_within(metric, Xs, *, direction: str | None = None, chunk_size: int | None = None, null: int = 0,
+                    ci: int = 0, ci_level: float = 0.95, stats_seed: int = 0, batch_size: int | None = None,
+                    batched: bool = True, **kwargs) -> LayerGrid:
+    """Every pair of layers of ONE model (``[L, L]``), preparing each layer once.
+
+    Same arguments as :func:`pairwise` without ``Ys``. For an asymmetric metric ``y_to_x`` is the transpose of
+    ``x_to_y`` (the same numbers; nothing is filled in by symmetry).
+    """
+    plan = _plan(metric, Xs, None, kwargs=kwargs, direction=direction, chunk_size=chunk_size, within=True)
+    return _with_stats(plan, null=null, ci=ci, ci_level=ci_level, seed=stats_seed, batch_size=batch_size,
+                       batched=batched)
+
+
+def _with_stats(plan: _Plan, *, null, ci, ci_level, seed, batch_size, batched) -> LayerGrid:
+    from align.engine import _stats
+
+    scores = _observed(plan, batched=batched)
+    stats: dict[str, dict[str, np.ndarray]] = {d: {} for d in scores}
+    if null:
+        for d, s in _stats.null_summary(plan, scores, int(null), seed, batch_size).items():
+            stats[d].update(s)
+    if ci:
+        for d, s in _stats.bootstrap_summary(plan, int(ci), ci_level, seed, batch_size).items():
+            stats[d].update(s)
+    return _grid_result(plan, scores, stats, n_perm=int(null or 0), n_boot=int(ci or 0), ci_level=ci_level)

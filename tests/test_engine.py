@@ -1,0 +1,202 @@
+"""The engine against float64 per-pair loops; labels, directions, chunking, padding, recompilation, statistics."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from sklearn.linear_model import RidgeCV
+from sklearn.model_selection import KFold
+
+import align
+from align.engine import _pairwise
+from align.engine import _stats
+from align.engine import LayerGrid
+from align.engine import bootstrap_ci
+from align.engine import paired_difference
+from align.engine import pairwise
+from align.engine import pairwise_within
+from align.engine import permutation_null
+from align.metrics import Metric
+from align.metrics import MetricInputError
+
+N = 60
+WIDTHS_X = (6, 20, 13)
+WIDTHS_Y = (9, 9, 31, 4)
+
+
+def _layers(seed=0, n=N):
+    """Two 'models' sharing a latent, with widths that differ within and across models."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, 5))
+    xs = [(z @ rng.normal(size=(5, d)) + rng.normal(size=(n, d)) * s).astype(np.float32)
+          for d, s in zip(WIDTHS_X, (0.5, 1.0, 3.0))]
+    ys = [(z @ rng.normal(size=(5, d)) + rng.normal(size=(n, d)) * s).astype(np.float32)
+          for d, s in zip(WIDTHS_Y, (0.3, 1.0, 2.0, 4.0))]
+    return xs, ys
+
+
+def _cka64(X, Y):
+    X = X.astype(np.float64) - X.mean(0)
+    Y = Y.astype(np.float64) - Y.mean(0)
+    return np.linalg.norm(Y.T @ X) ** 2 / (np.linalg.norm(X.T @ X) * np.linalg.norm(Y.T @ Y))
+
+
+def _predictivity64(X, Y):
+    pred = np.zeros(Y.shape)
+    for train, test in KFold(5, shuffle=True, random_state=0).split(X):
+        model = RidgeCV(alphas=np.logspace(-3, 5, 17), alpha_per_target=True)
+        pred[test] = model.fit(X[train].astype(np.float64), Y[train].astype(np.float64)).predict(X[test])
+    return np.mean([np.corrcoef(pred[:, j], Y[:, j])[0, 1] for j in range(Y.shape[1])])
+
+
+def test_linear_cka_grid_matches_float64_loop():
+    xs, ys = _layers()
+    grid = pairwise("linear_cka", xs, ys)
+    oracle = np.array([[_cka64(x, y) for y in ys] for x in xs])
+    assert grid.scores.shape == (3, 4)
+    np.testing.assert_allclose(grid.scores, oracle, atol=2e-6)
+
+
+def test_linear_predictivity_grid_matches_sklearn_loop_both_directions():
+    xs, ys = _layers(1)
+    grid = pairwise("linear_predictivity", xs, ys)
+    assert set(grid.scores) == {"x_to_y", "y_to_x"}
+    x_to_y = np.array([[_predictivity64(x, y) for y in ys] for x in xs])
+    y_to_x = np.array([[_predictivity64(y, x) for y in ys] for x in xs])
+    np.testing.assert_allclose(grid.scores["x_to_y"], x_to_y, atol=1e-4)
+    np.testing.assert_allclose(grid.scores["y_to_x"], y_to_x, atol=1e-4)
+    assert not np.allclose(grid.scores["x_to_y"], grid.scores["y_to_x"], atol=1e-3)  # never filled symmetrically
+    only = pairwise("linear_predictivity", xs, ys, direction="y_to_x")
+    np.testing.assert_allclose(only.scores["y_to_x"], grid.scores["y_to_x"], atol=1e-6)
+
+
+def test_labels_mappings_and_long_form():
+    xs, ys = _layers()
+    grid = pairwise("rbf_cka(sigma_frac=0.5)", {f"v{i}": x for i, x in enumerate(xs)},
+                    {f"l{i}": y for i, y in enumerate(ys)})
+    assert isinstance(grid, LayerGrid)
+    assert grid.layers_x == ("v0", "v1", "v2") and grid.layers_y == ("l0", "l1", "l2", "l3")
+    assert grid.metric == "rbf_cka" and grid.kwargs == {"sigma_frac": 0.5}
+    frame = grid.to_frame()
+    assert list(frame.columns) == ["layer_x", "layer_y", "layer_name_x", "layer_name_y", "rel_depth_x",
+                                   "rel_depth_y", "metric", "direction", "score", "n"]
+    assert len(frame) == 12 and set(frame.direction) == {"symmetric"} and (frame.n == N).all()
+    assert frame.rel_depth_x.max() == 1.0 and frame.rel_depth_y.min() == 0.0
+    row = frame[(frame.layer_x == 2) & (frame.layer_y == 1)].iloc[0]
+    assert row.layer_name_x == "v2" and row.score == pytest.approx(grid.scores[2, 1])
+    lp = pairwise("linear_predictivity", xs[:2], ys[:1]).to_frame()
+    assert sorted(lp.direction.unique()) == ["x_to_y", "y_to_x"] and len(lp) == 4
+
+
+def test_chunking_loop_fallback_and_within_agree():
+    xs, ys = _layers(2)
+    ref = pairwise("linear_cka", xs, ys)
+    for chunk in (1, 5, 100):
+        np.testing.assert_allclose(pairwise("linear_cka", xs, ys, chunk_size=chunk).scores, ref.scores, atol=1e-6)
+    loop = pairwise("linear_cka", xs, ys, batched=False)
+    np.testing.assert_allclose(loop.scores, ref.scores, atol=1e-6)
+    within = pairwise_within("linear_predictivity", xs)
+    full = pairwise("linear_predictivity", xs, xs, chunk_size=2)
+    np.testing.assert_allclose(within.scores["x_to_y"], full.scores["x_to_y"], atol=1e-6)
+    np.testing.assert_allclose(within.scores["y_to_x"], full.scores["y_to_x"], atol=1e-6)
+
+
+def test_width_dependent_prepare_without_pad_invariance_is_grouped():
+    """A metric whose prepared form is the raw layer and whose value changes with zero padding (mean over
+    columns): layers are grouped by width, one compiled grid per pair of groups, never padded."""
+    metric = Metric(name="col_mean_gap", compare=lambda X, Y: jnp.abs(jnp.mean(X) - jnp.mean(Y)), pad_invariant=False)
+    xs, ys = _layers(3)
+    grid = pairwise(metric, xs, ys)
+    oracle = np.array([[abs(x.mean() - y.mean()) for y in ys] for x in xs])
+    np.testing.assert_allclose(grid.scores, oracle, rtol=1e-5, atol=1e-7)
+
+
+def test_no_recompilation_on_second_call_and_alpha_sweep():
+    xs, ys = _layers(4)
+    pairwise("linear_predictivity", xs, ys)
+    sizes = (_pairwise._grid_call._cache_size(), _pairwise._prepare_call._cache_size())
+    xs2, ys2 = _layers(5)
+    pairwise("linear_predictivity", xs2, ys2)
+    pairwise("linear_predictivity", xs2, ys2, alphas=np.logspace(-2, 4, 17))  # traced: same program
+    assert (_pairwise._grid_call._cache_size(), _pairwise._prepare_call._cache_size()) == sizes
+
+
+def test_input_errors_name_the_layer():
+    xs, ys = _layers()
+    bad = [x.copy() for x in xs]
+    bad[1][3, 2] = np.nan
+    with pytest.raises(MetricInputError, match="layer '1' of Xs"):
+        pairwise("linear_cka", bad, ys)
+    with pytest.raises(MetricInputError, match="rows"):
+        pairwise("linear_cka", xs, [ys[0][:-1]])
+    with pytest.raises(ValueError, match="unknown argument"):
+        pairwise("linear_cka", xs, ys, sigma=1.0)
+    with pytest.raises(ValueError, match="unknown metric"):
+        pairwise("no_such_metric", xs, ys)
+
+
+def test_permutation_null_is_batched_equivalent_of_a_loop():
+    xs, ys = _layers(6, n=40)
+    plan = _pairwise._plan("linear_predictivity", xs[:2], ys[:2], kwargs={})
+    perms = _stats.permutations(40, 3, seed=1)
+    null = _stats.null_distribution(plan, perms, batch_size=2)
+    for k, perm in enumerate(perms):
+        g = pairwise("linear_predictivity", xs[:2], [y[perm] for y in ys[:2]])
+        for d in ("x_to_y", "y_to_x"):
+            np.testing.assert_allclose(null[d][k], g.scores[d], atol=1e-5)
+
+
+def test_permutation_and_bootstrap_statistics():
+    xs, ys = _layers(7, n=40)
+    g = permutation_null("linear_cka", xs[:2], ys[:2], n_perm=40, seed=0)
+    p = g.stat("p_value")
+    assert p.shape == (2, 2) and np.all(p >= 1 / 41) and np.all(p <= 1)
+    assert np.all(p[0] == 1 / 41)  # a shared latent: no re-pairing beats the real one
+    assert np.all(g.stat("null_mean") < g.scores)
+    b = bootstrap_ci("linear_cka", xs[:2], ys[:2], n_boot=30, ci=0.9)
+    assert np.all(b.stat("ci_low") <= b.scores + 1e-6) and np.all(b.scores <= b.stat("ci_high") + 0.05)
+    frame = pairwise("linear_predictivity", xs[:1], ys[:1], null=4, ci=4, batch_size=4).to_frame()
+    assert {"p_value", "null_mean", "null_std", "ci_low", "ci_high"} <= set(frame.columns)
+
+
+def test_paired_difference():
+    xs, ys = _layers(8, n=40)
+    rng = np.random.default_rng(0)
+    same = paired_difference("linear_cka", xs[:2], ys[:2], xs[:2], ys[:2], n_perm=20)
+    np.testing.assert_allclose(same.scores, 0.0, atol=1e-7)
+    assert np.all(same.stat("p_value") == 1.0)
+    noisy = [x + rng.normal(size=x.shape).astype(np.float32) * 10 for x in xs[:2]]
+    diff = paired_difference("linear_cka", xs[:2], ys[:2], noisy, ys[:2], n_perm=40, n_boot=20)
+    assert diff.quantity == "difference" and np.all(diff.scores > 0)
+    assert np.all(diff.stat("p_value") <= 2 / 41)
+    np.testing.assert_allclose(diff.scores, diff.stat("score_a") - diff.stat("score_b"))
+    assert np.all(diff.stat("ci_low") > 0)
+
+
+def test_stores_are_row_aligned_by_id(tmp_path):
+    from align.store import StoreMismatchError
+    from align.store import StoreWriter
+    from align.store import open_store
+
+    xs, ys = _layers(9, n=20)
+    ids = [f"img{i}" for i in range(20)]
+    order = np.random.default_rng(0).permutation(20)
+
+    def write(path, rows, layers):
+        w = StoreWriter(path, stimulus_ids=[ids[i] for i in rows], layer_names=[f"L{i}" for i in range(len(layers))],
+                        meta={"model": "m", "modality": "vision", "pooling": "mean"})
+        w.write_part([ids[i] for i in rows], [a[rows] for a in layers])
+        return open_store(w.finalize())
+
+    a = write(tmp_path / "a.parquet", np.arange(20), xs)
+    b = write(tmp_path / "b.parquet", order, ys)
+    with pytest.raises(StoreMismatchError):
+        pairwise("linear_cka", a, b)
+    grid = pairwise("linear_cka", a, b, align_by_id=True)
+    np.testing.assert_allclose(grid.scores, pairwise("linear_cka", xs, ys).scores, atol=1e-6)
+    assert grid.layers_x == ("L0", "L1", "L2")
+
+
+def test_public_names():
+    for name in ("pairwise", "pairwise_within", "permutation_null", "bootstrap_ci", "paired_difference",
+                 "LayerGrid", "load_probe"):
+        assert hasattr(align, name)
