@@ -4,6 +4,7 @@
 # 1.8e-6 vs rsatoolbox; rankdata exact (0.0); tied integer sqeuclidean RDMs vs spearmanr < 1e-6.
 """RSA and average-rank ranking against scipy and rsatoolbox."""
 
+import jax
 import numpy as np
 import pytest
 from scipy.spatial.distance import pdist
@@ -53,12 +54,13 @@ def test_rsa_matches_rsatoolbox(compare):
 
 
 def test_rankdata_ties_match_scipy():
+    rankdata = jax.jit(M.rankdata)
     rng = np.random.default_rng(2)
     v = rng.integers(0, 7, size=200).astype(np.float32)
-    np.testing.assert_array_equal(np.asarray(M.rankdata(v)), sp_rankdata(v))
+    np.testing.assert_array_equal(np.asarray(rankdata(v)), sp_rankdata(v))
     w = rng.normal(size=50).astype(np.float32)
-    np.testing.assert_array_equal(np.asarray(M.rankdata(w)), sp_rankdata(w))
-    np.testing.assert_array_equal(np.asarray(M.rankdata(np.ones(5, np.float32))), np.full(5, 3.0))
+    np.testing.assert_array_equal(np.asarray(rankdata(w)), sp_rankdata(w))
+    np.testing.assert_array_equal(np.asarray(rankdata(np.ones(5, np.float32))), np.full(5, 3.0))
 
 
 def test_spearman_with_tied_distances():
@@ -73,12 +75,12 @@ def test_spearman_with_tied_distances():
 
 
 def test_rsa_properties_and_errors():
-    X, Y = _pair(n=25, seed=4)
+    X, Y = _pair(seed=4)
     base = float(M.rsa(X, Y))
     assert abs(float(M.rsa(X, X)) - 1.0) < 1e-5
     assert abs(float(M.rsa(Y, X)) - base) < 1e-6
     assert abs(float(M.rsa(5.0 * X, Y)) - base) < 1e-5
-    perm = np.random.default_rng(0).permutation(25)
+    perm = np.random.default_rng(0).permutation(40)
     assert abs(float(M.rsa(X[perm], Y[perm])) - base) < 1e-5
     with pytest.raises(ValueError, match="unknown compare"):
         M.rsa(X, Y, compare="kendall")
