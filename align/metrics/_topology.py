@@ -137,7 +137,10 @@ def topological_rsa(X, Y, low=0.2, high=0.8, rdm: str = "correlation", compare: 
       high: upper quantile, <= 1.
       rdm: dissimilarity kind (see :func:`align.metrics.rdm`).
       compare: ``"spearman"`` (average ranks; the transformed RDMs have many ties), ``"pearson"`` or ``"cosine"``.
-      geodesic: use geodesic (shortest-path) distances; O(n³).
+      geodesic: use geodesic (shortest-path) distances; O(n³). Pairs below the ``low`` quantile become
+        zero-length edges, which usually connect the whole graph at distance 0 when ``low`` is more than a few
+        percent (the transformed RDM is then constant and the score NaN); with ``geodesic=True`` use ``low=0``
+        or a small value.
 
     Returns:
       Scalar float32 in [-1, 1]; higher = more aligned. NaN when a transformed RDM is constant.
