@@ -16,3 +16,4 @@ from align.engine import paired_difference
 from align.engine import pairwise
 from align.engine import pairwise_within
 from align.engine import permutation_null
+from align.store import load_activations

@@ -13,3 +13,4 @@ from align.store._reader import ActivationStore
 from align.store._reader import align_rows
 from align.store._reader import open_store
 from align.store._writer import StoreWriter
+from align.store._load import load_activations
