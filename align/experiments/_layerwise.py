@@ -43,6 +43,13 @@ def activation_root(cfg: RunConfig) -> Path:
     return cfg.output_dir.parent
 
 
+def caption_selection(caption: str | int) -> str | int:
+    """Which captions language models must embed for ``score.caption``: "all" for "mean", else one index."""
+    if caption == "mean":
+        return "all"
+    return 0 if caption == "first" else int(caption)
+
+
 def _store_fingerprint(model: str, dtype: str, stimuli_fp: str, condition: str) -> str:
     blob = json.dumps({"model": model, "dtype": dtype, "stimuli": stimuli_fp, "condition": condition}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -55,16 +62,20 @@ def run_extract(cfg: RunConfig, stimuli, *, condition: str = "original", image_t
     from align.store import open_store
 
     root = activation_root(cfg)
-    stimuli_fp = stimuli.fingerprint()
+    # language models embed only the captions the scores use: caption k alone is a (cheaper) set of its own
+    captions = caption_selection(cfg.score.caption)
+    caption_set = stimuli if captions == "all" else dataclasses.replace(stimuli, name=f"{stimuli.name}~caption{captions}")
     stores: dict[tuple[str, str], Path] = {}
     for m in cfg.models:
         spec = resolve_model(m.name, modality=m.modality) if m.modality else resolve_model(m.name)
         poolings = m.pooling or DEFAULT_POOLINGS[spec.modality]
-        fingerprint = _store_fingerprint(m.name, cfg.extract.dtype, stimuli_fp, condition)
+        these = stimuli if spec.modality == "vision" else caption_set
+        fingerprint = _store_fingerprint(m.name, cfg.extract.dtype, these.fingerprint(), condition)
         t0 = time.perf_counter()
-        paths = extract(spec, stimuli, root, poolings=poolings, batch_size=cfg.extract.batch_size,
+        paths = extract(spec, these, root, poolings=poolings, batch_size=cfg.extract.batch_size,
                         dtype=cfg.extract.dtype, device=cfg.extract.device, condition=condition,
-                        image_transform=image_transform, config_fingerprint=fingerprint, progress=progress)
+                        image_transform=image_transform, captions=captions, config_fingerprint=fingerprint,
+                        progress=progress)
         for pooling, path in paths.items():
             stored = open_store(path).meta.get("config_fingerprint")
             if stored != fingerprint:
