@@ -359,20 +359,27 @@ def _prepare_groups(groups, traced_kw, prepare, static_kw):
 
 
 def _grid_body(prep_x, prep_y, traced_kw, compare, static_kw, directions, chunk_size):
-    """``{direction: [Lx, Ly, ...]}``: compare on every pair, ``chunk_size`` pairs per vmapped step."""
+    """``{direction: [Lx, Ly, ...]}``: compare on every pair.
+
+    Default: ``lax.map`` over x layers of a ``vmap`` over all y layers (no copies of the prepared y layers).
+    With ``chunk_size``: the pairs flattened and mapped ``chunk_size`` at a time (each chunk vmapped).
+    """
     kw = {**dict(static_kw), **traced_kw}
+
+    def pair(px, py):
+        return {d: compare(py, px, **kw) if d == Y_TO_X else compare(px, py, **kw) for d in directions}
+
+    if chunk_size is None:
+        return lax.map(lambda px: jax.vmap(lambda py: pair(px, py))(prep_y), prep_x)
     lx = jax.tree_util.tree_leaves(prep_x)[0].shape[0]
     ly = jax.tree_util.tree_leaves(prep_y)[0].shape[0]
     ii, jj = np.meshgrid(np.arange(lx), np.arange(ly), indexing="ij")
 
-    def pair(ij):
+    def flat_pair(ij):
         i, j = ij
-        px = jax.tree_util.tree_map(lambda a: a[i], prep_x)
-        py = jax.tree_util.tree_map(lambda a: a[j], prep_y)
-        return {d: compare(py, px, **kw) if d == Y_TO_X else compare(px, py, **kw) for d in directions}
+        return pair(jax.tree_util.tree_map(lambda a: a[i], prep_x), jax.tree_util.tree_map(lambda a: a[j], prep_y))
 
-    batch = max(1, min(chunk_size or ly, lx * ly))
-    out = lax.map(pair, (jnp.asarray(ii.ravel()), jnp.asarray(jj.ravel())), batch_size=batch)
+    out = lax.map(flat_pair, (jnp.asarray(ii.ravel()), jnp.asarray(jj.ravel())), batch_size=min(chunk_size, lx * ly))
     return jax.tree_util.tree_map(lambda a: a.reshape((lx, ly) + a.shape[1:]), out)
 
 
@@ -551,7 +558,7 @@ def pairwise(metric, Xs, Ys, *, align_by_id: bool = False, direction: str | None
         refusing.
       direction: for an asymmetric metric, ``"x_to_y"`` or ``"y_to_x"`` only (default both).
       chunk_size: layer pairs evaluated at once (vmapped) inside the compiled call; default one row of the grid
-        (``Ly`` pairs). Lower it to bound memory for heavy metrics and large n.
+        (one x layer against every y layer). Lower it to bound memory for heavy metrics and large n.
       null: number of permutations for a permutation p-value (see :func:`align.engine.permutation_null`); 0: none.
       ci: number of bootstrap resamples for a confidence interval (see :func:`align.engine.bootstrap_ci`); 0: none.
       ci_level: coverage of the bootstrap interval.

@@ -20,10 +20,13 @@ decomposition. With U, s the training fold's left singular vectors and values, z
   ``bᵢ = 1 − 1/n_train − Σₖ Uᵢₖ²`` are the parts outside the span of X (both exactly 0 in the dual form, whose basis
   spans the whole centered training space). The ``−1/n_train`` is sklearn's intercept correction. The predictions
   of held-out rows are ``mu_y + Σₖ Tᵢₖ zₖ / (sₖ² + α)`` with ``T = Xᶜ_test V s``.
-- GCV (Golub, Heath & Wahba 1979, ``alpha_selection="gcv"``): ``n_train ‖r0‖² + Σₖ gₖ² zₖ²`` over
-  ``(tr(I − H))²``: O(rank) per target column and alpha after the one projection. On the random-design tests in
-  ``tests/test_ridge.py`` GCV picks the same alpha as exact LOO for about 90 % of (fold, target) cells, and the
-  out-of-fold score differs by about 1e-3; LOO stays the default because it is what sklearn does.
+- GCV (Golub, Heath & Wahba 1979, ``alpha_selection="gcv"``): ``n_train (‖r0‖² + Σₖ gₖ² zₖ²)`` over
+  ``(tr(I − H))²`` with ``tr(I − H) = n_train − 1 − Σₖ (1 − gₖ)`` (the intercept counted in H): O(rank) per target
+  column and alpha after the one projection, instead of a pass over the training rows. On eight random designs
+  (n 60-200, p 10-200, signal and noise varying per column; ``tests/test_ridge.py``) GCV picked the same alpha as
+  exact LOO in 75-93 % (mean 83 %) of (fold, target) cells; the mean out-of-fold Pearson r differed by < 0.005,
+  except with p close to n_train (p/n_train ≈ 1, where GCV is known to be unreliable) where GCV scored up to 0.04
+  lower. LOO stays the default because it is what sklearn does.
 
 Shapes of a prepared layer (``F`` folds, ``r = min(p, n_train_max − 1)``):
 ``U [F, n, r]`` (zero on each fold's held-out rows), ``s2 [F, r]``, ``T [n, r]`` (each held-out row projected on its
