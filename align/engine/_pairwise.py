@@ -558,7 +558,8 @@ def pairwise(metric, Xs, Ys, *, align_by_id: bool = False, direction: str | None
         refusing.
       direction: for an asymmetric metric, ``"x_to_y"`` or ``"y_to_x"`` only (default both).
       chunk_size: layer pairs evaluated at once (vmapped) inside the compiled call; default one row of the grid
-        (one x layer against every y layer). Lower it to bound memory for heavy metrics and large n.
+        (one x layer against every y layer). Lower it to bound memory for heavy metrics and large n (e.g.
+        linear_predictivity holds about ``chunk * n * q`` floats per fold and alpha step).
       null: number of permutations for a permutation p-value (see :func:`align.engine.permutation_null`); 0: none.
       ci: number of bootstrap resamples for a confidence interval (see :func:`align.engine.bootstrap_ci`); 0: none.
       ci_level: coverage of the bootstrap interval.

@@ -239,8 +239,9 @@ def _out_of_fold(prep_x, prep_y, alphas, *, alpha_per_target: bool, alpha_select
         return _fold_predict(prep_x["T"], Y, mu, sd, m, U, s2, lev0, null, alphas,
                              alpha_per_target=alpha_per_target, alpha_selection=alpha_selection)
 
-    preds, chosen = jax.vmap(one_fold)((prep_y["mu"], prep_y["sd"], masks, prep_x["U"], prep_x["s2"],
-                                        prep_x["lev0"], prep_x["null"]))
+    # Folds one after the other: the working set is one fold's [n, q] residuals (the engine vmaps over layers).
+    preds, chosen = lax.map(one_fold, (prep_y["mu"], prep_y["sd"], masks, prep_x["U"], prep_x["s2"],
+                                       prep_x["lev0"], prep_x["null"]))
     return jnp.sum(preds, axis=0), chosen
 
 
