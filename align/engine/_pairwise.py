@@ -456,7 +456,7 @@ def _plan(metric, Xs, Ys, *, kwargs, align_by_id=False, direction=None, chunk_si
     if chunk_size is not None and int(chunk_size) < 1:
         raise ValueError(f"chunk_size must be a positive number of layer pairs, got {chunk_size}")
     return _Plan(metric, kw, xs, ys, parts_x, parts_y, _directions(metric, direction), within,
-                 None if chunk_size is None else int(chunk_size), n)
+                 metric.grid_chunk if chunk_size is None else int(chunk_size), n)
 
 
 def _prepare_parts(plan: _Plan, parts: list[_Part]):
@@ -557,8 +557,8 @@ def pairwise(metric, Xs, Ys, *, align_by_id: bool = False, direction: str | None
       align_by_id: when both sides are stores whose stimulus orders differ, compare the common stimuli instead of
         refusing.
       direction: for an asymmetric metric, ``"x_to_y"`` or ``"y_to_x"`` only (default both).
-      chunk_size: layer pairs evaluated at once (vmapped) inside the compiled call; default one row of the grid
-        (one x layer against every y layer). Lower it to bound memory for heavy metrics and large n (e.g.
+      chunk_size: layer pairs evaluated at once (vmapped) inside the compiled call; default the metric's
+        ``grid_chunk`` (one pair for linear_predictivity), else one row of the grid (one x layer against every y layer). Lower it to bound memory for heavy metrics and large n (e.g.
         linear_predictivity holds about ``chunk * n * q`` floats per fold and alpha step).
       null: number of permutations for a permutation p-value (see :func:`align.engine.permutation_null`); 0: none.
       ci: number of bootstrap resamples for a confidence interval (see :func:`align.engine.bootstrap_ci`); 0: none.

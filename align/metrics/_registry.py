@@ -42,6 +42,9 @@ class Metric:
       static: names of keyword arguments that are static (shapes, kinds, counts); others are traced.
       prepare_kwargs: names of keyword arguments routed to ``prepare`` (the rest go to ``compare``).
       validate: optional ``validate(n, widths, **kwargs)`` raising ValueError for bad hyper-parameters.
+      grid_chunk: layer pairs the engine evaluates at once by default (vmapped); None = one whole row of the grid.
+        Heavy compares (ridge: alphas x folds of [n, r] x [r, q] matmuls) run faster one pair at a time on CPU,
+        where XLA's batched matmuls leave the fast GEMM path.
       reference: the paper or implementation the definition follows.
       doc: one line on what it measures.
     """
@@ -62,6 +65,7 @@ class Metric:
     reference: str = ""
     doc: str = ""
     pad_invariant: bool = True
+    grid_chunk: int | None = None
 
     def __post_init__(self):
         unknown = set(self.invariances) - INVARIANCES

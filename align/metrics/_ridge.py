@@ -394,6 +394,7 @@ def linear_predictivity(X, Y, alphas=DEFAULT_ALPHAS, folds=5, seed: int = 0, alp
 register_metric(
     Metric(
         name="linear_predictivity",
+        grid_chunk=1,  # one pair at a time: 4x faster than a vmapped row on CPU (batched matmuls are slow there)
         prepare=prepare_linear_predictivity,
         compare=compare_linear_predictivity,
         symmetric=False,
