@@ -106,3 +106,10 @@ def test_topological_rsa_validation_and_properties():
             M.topological_rsa(X, Y, low=low, high=high)
     with pytest.raises(ValueError, match="low < high"):
         M.get_metric("topological_rsa").validate(40, (20, 15), low=0.9, high=0.1)
+
+
+def test_geodesic_with_low_quantile_is_refused_not_nan():
+    rng = np.random.default_rng(3)
+    X, Y = rng.normal(size=(20, 4)), rng.normal(size=(20, 5))
+    with pytest.raises(ValueError, match="needs low=0"):
+        M.topological_rsa(X, Y, geodesic=True)

@@ -119,6 +119,11 @@ def _validate_topological(n, widths, low=0.2, high=0.8, rdm="correlation", compa
     low, high = float(low), float(high)
     if not (0.0 <= low < high <= 1.0):
         raise ValueError(f"topological_rsa needs 0 <= low < high <= 1, got low={low}, high={high}")
+    if geodesic and low > 0.0:
+        # pairs below the low quantile become zero-length edges, which usually join every stimulus at distance 0:
+        # the transformed RDM is then constant and the score NaN. Refuse rather than return a silent NaN.
+        raise ValueError(f"topological_rsa(geodesic=True) needs low=0 (got low={low}): with low > 0 the pairs below "
+                         "the low quantile become zero-length edges and the geodesic RDM collapses to a constant")
 
 
 def topological_rsa(X, Y, low=0.2, high=0.8, rdm: str = "correlation", compare: str = "spearman",
