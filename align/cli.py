@@ -4,6 +4,8 @@
     align extract CONFIG    only extract activations
     align score CONFIG      extract (if needed) + score
     align plot CONFIG       redraw heatmaps from the results table
+    align experiment CONFIG run the config's [experiment] (layerwise, perturbation, aggregation, preference)
+    align figures [DIR]     run DIR/make_figures.py (default paper_figures): experiments, figures, REPORT.md
     align models            list model short names, where each resolves, and whether it is available offline
     align metrics           list registered metrics
 """
@@ -79,6 +81,29 @@ def _cmd_plot(args) -> int:
     return 0
 
 
+def _cmd_experiment(args) -> int:
+    from align.config import load_config
+    from align.experiments import run_experiment
+
+    cfg = load_config(args.config, _parse_overrides(args.set))
+    t0 = time.perf_counter()
+    path = run_experiment(cfg, progress=not args.quiet)
+    print(f"\n{cfg.experiment.kind} results table: {path}")
+    print(f"done in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def _cmd_figures(args) -> int:
+    import runpy
+
+    script = Path(args.folder) / "make_figures.py"
+    if not script.is_file():
+        raise FileNotFoundError(f"{script} does not exist; `align figures` runs a folder's make_figures.py")
+    sys.argv = [str(script), *args.args]
+    runpy.run_path(str(script), run_name="__main__")
+    return 0
+
+
 def _cmd_models(args) -> int:
     from align.extract import list_models
 
@@ -117,6 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("config", help="a TOML run config (see configs/ and README 'Config reference')")
         p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. stimuli.n=50")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p = sub.add_parser("experiment", help="run the config's [experiment] (layerwise, perturbation, aggregation, "
+                                          "preference), skipping what exists")
+    p.add_argument("config", help="a TOML config with an [experiment] table (see paper_figures/)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p = sub.add_parser("figures", help="run the paper's experiments and draw its figures (DIR/make_figures.py)")
+    p.add_argument("folder", nargs="?", default="paper_figures")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed on to make_figures.py")
     p = sub.add_parser("models", help="list model short names and whether each is available offline")
     p.add_argument("--json", action="store_true")
     sub.add_parser("metrics", help="list registered metrics")
@@ -136,6 +169,10 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_run(args, ("extract", "score"))
         if args.command == "plot":
             return _cmd_plot(args)
+        if args.command == "experiment":
+            return _cmd_experiment(args)
+        if args.command == "figures":
+            return _cmd_figures(args)
         if args.command == "models":
             return _cmd_models(args)
         if args.command == "metrics":

@@ -22,7 +22,7 @@ class ConfigError(ValueError):
 
 VISION_POOLINGS = ("cls", "mean")
 LANGUAGE_POOLINGS = ("mean", "last", "first")
-STIMULUS_KINDS = ("synthetic", "folder", "coco", "flickr")
+STIMULUS_KINDS = ("synthetic", "folder", "coco", "flickr", "pick_a_pic")
 DTYPES = ("float32", "bfloat16", "float16")
 
 
@@ -31,8 +31,10 @@ class StimuliConfig:
     """Which stimulus set to use.
 
     kind: "synthetic" (the embedded default, generated here), "folder" (images dir + captions JSONL/CSV),
-      "coco" (compact or official COCO layout under ``root``), "flickr" (a Flickr token file + images dir).
-    n: use the first n stimuli (synthetic: how many scenes to render). None = all.
+      "coco" (compact or official COCO layout under ``root``), "flickr" (a Flickr token file + images dir),
+      "pick_a_pic" (a Pick-a-Pic style Parquet file ``root``: both images of every preference pair).
+    n: use the first n stimuli (synthetic: how many scenes to render; pick_a_pic: pairs). None = all.
+    renderings: synthetic only: images per scene description (grouped by scene, for image aggregation).
     """
 
     kind: str = "synthetic"
@@ -42,6 +44,7 @@ class StimuliConfig:
     captions: str | None = None
     root: str | None = None
     name: str | None = None
+    renderings: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +79,58 @@ class ScoreConfig:
     probes: tuple[str, ...] = ()
 
 
+EXPERIMENT_KINDS = ("layerwise", "perturbation", "aggregation", "preference")
+AGGREGATE_SIDES = ("captions", "images")
+PREFERENCE_CONTRASTS = ("matched", "wrong_caption", "preferred")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """Which experiment a config runs (``align experiment CONFIG``); README "Experiments" describes each.
+
+    kind: "layerwise" (what ``align run`` does), "perturbation", "aggregation" or "preference".
+    Common: ``seed`` (of permutations, resamples, shuffled groups), ``n_perm`` (permutations / condition swaps
+      behind p-values), ``n_boot`` (bootstrap resamples behind intervals), ``ci`` (interval coverage),
+      ``peaks_from`` (a layerwise output folder or results table whose peak layer pairs the statistics use; None =
+      compute the baseline grids here), ``grid_metrics`` (the metrics of ``score.metrics`` scored over the whole
+      layer grid under every condition / k; the others only at the peak pair; None = all).
+    perturbation: ``image_conditions`` and ``caption_conditions`` (specs, e.g. "rotate(angle=90)", "nouns_only");
+      ``mask_n``: mask conditions use at most this many images with masks, taken from the whole data set (not
+      only the first ``stimuli.n``); None = all of them.
+    aggregation: ``aggregate`` ("captions": mean of k captions per image; "images": mean of k images per group),
+      ``k_max`` (k = 1 .. k_max).
+    preference: ``contrasts`` ("matched": matched vs mismatched pairs; "wrong_caption": correct vs one-attribute-
+      wrong caption of synthetic scenes; "preferred": preferred vs rejected image of Pick-a-Pic pairs), ``folds``
+      (cross-fitting folds over items), ``layers`` ("peak": the peak layer pair of ``score.metrics[0]`` per
+      direction, or [relative depth x, relative depth y]).
+    """
+
+    kind: str = "layerwise"
+    seed: int = 0
+    n_perm: int = 1000
+    n_boot: int = 1000
+    ci: float = 0.95
+    peaks_from: str | None = None
+    grid_metrics: tuple[str, ...] | None = None
+    image_conditions: tuple[str, ...] = ()
+    caption_conditions: tuple[str, ...] = ()
+    mask_n: int | None = None
+    aggregate: tuple[str, ...] = ("captions",)
+    k_max: int = 5
+    contrasts: tuple[str, ...] = ("matched",)
+    folds: int = 5
+    layers: str | tuple[float, ...] = "peak"
+
+
+#: Keys of [experiment] that only one kind uses (the others are common to every kind).
+EXPERIMENT_KEYS = {
+    "layerwise": (),
+    "perturbation": ("image_conditions", "caption_conditions", "mask_n"),
+    "aggregation": ("aggregate", "k_max"),
+    "preference": ("contrasts", "folds", "layers"),
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class PlotConfig:
     enabled: bool = True
@@ -93,6 +148,7 @@ class RunConfig:
     extract: ExtractConfig = ExtractConfig()
     score: ScoreConfig = ScoreConfig()
     plot: PlotConfig = PlotConfig()
+    experiment: ExperimentConfig = ExperimentConfig()
     source: str | None = None
 
     def fingerprint(self, *sections: str) -> str:
@@ -170,6 +226,72 @@ def _validate(cfg: RunConfig) -> None:
     _require(sc.caption in ("first", "mean") or (isinstance(sc.caption, int) and sc.caption >= 0),
              f"score.caption = {sc.caption!r}; allowed: 'first', 'mean' or a caption index >= 0")
     _require(isinstance(sc.null, int) and sc.null >= 0, f"score.null = {sc.null!r}; must be an integer >= 0")
+    _require(isinstance(s.renderings, int) and s.renderings >= 1, f"stimuli.renderings = {s.renderings!r}; must be an integer >= 1")
+    _require(s.renderings == 1 or s.kind == "synthetic", "stimuli.renderings applies to kind = 'synthetic' only")
+    if s.kind == "pick_a_pic":
+        _require(bool(s.root), "stimuli.kind = 'pick_a_pic' needs stimuli.root (the Parquet file)")
+    _validate_experiment(cfg.experiment)
+    grid = cfg.experiment.grid_metrics
+    if grid is not None:
+        stray = [m for m in grid if m not in sc.metrics]
+        _require(not stray, f"experiment.grid_metrics: {stray} are not in score.metrics {list(sc.metrics)}")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _validate_experiment(ex: ExperimentConfig) -> None:
+    _require(ex.kind in EXPERIMENT_KINDS, f"experiment.kind = {ex.kind!r}; allowed: {list(EXPERIMENT_KINDS)}")
+    _require(_is_int(ex.seed), f"experiment.seed = {ex.seed!r}; must be an integer")
+    _require(_is_int(ex.n_perm) and ex.n_perm >= 0, f"experiment.n_perm = {ex.n_perm!r}; must be an integer >= 0")
+    _require(_is_int(ex.n_boot) and ex.n_boot >= 0, f"experiment.n_boot = {ex.n_boot!r}; must be an integer >= 0")
+    _require(isinstance(ex.ci, float) and 0.0 < ex.ci < 1.0, f"experiment.ci = {ex.ci!r}; must be a number in (0, 1)")
+    _require(ex.peaks_from is None or isinstance(ex.peaks_from, str),
+             f"experiment.peaks_from = {ex.peaks_from!r}; must be a path (string)")
+    if ex.kind == "perturbation":
+        from align.data import caption_condition, image_condition
+
+        _require(bool(ex.image_conditions or ex.caption_conditions),
+                 "experiment.kind = 'perturbation' needs image_conditions and/or caption_conditions")
+        for key, make in (("image_conditions", image_condition), ("caption_conditions", caption_condition)):
+            for spec in getattr(ex, key):
+                try:
+                    cond = make(spec) if isinstance(spec, str) else None
+                except ValueError as e:
+                    raise ConfigError(f"experiment.{key}: {e}") from None
+                _require(cond is not None, f"experiment.{key}: {spec!r} must be a string such as 'grayscale'")
+                _require(cond.kind != "original", f"experiment.{key}: 'original' is the baseline; list perturbations only")
+        _require(ex.mask_n is None or (_is_int(ex.mask_n) and ex.mask_n >= 8),
+                 f"experiment.mask_n = {ex.mask_n!r}; must be an integer >= 8")
+    if ex.kind == "aggregation":
+        _require(len(ex.aggregate) >= 1 and all(a in AGGREGATE_SIDES for a in ex.aggregate),
+                 f"experiment.aggregate = {list(ex.aggregate)}; allowed: {list(AGGREGATE_SIDES)}")
+        _require(_is_int(ex.k_max) and ex.k_max >= 2, f"experiment.k_max = {ex.k_max!r}; must be an integer >= 2")
+    if ex.kind == "preference":
+        _require(len(ex.contrasts) >= 1 and all(c in PREFERENCE_CONTRASTS for c in ex.contrasts),
+                 f"experiment.contrasts = {list(ex.contrasts)}; allowed: {list(PREFERENCE_CONTRASTS)}")
+        _require(_is_int(ex.folds) and ex.folds >= 2, f"experiment.folds = {ex.folds!r}; must be an integer >= 2")
+        ok = ex.layers == "peak" or (isinstance(ex.layers, tuple) and len(ex.layers) == 2 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1.0 for v in ex.layers))
+        _require(ok, f"experiment.layers = {ex.layers!r}; use 'peak' or [relative depth x, relative depth y] in [0, 1]")
+
+
+def _build_experiment(data: Mapping[str, Any]) -> ExperimentConfig:
+    """The [experiment] table: unknown keys, and keys of another kind, are errors naming them."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"experiment: expected a table, got {type(data).__name__}")
+    kind = data.get("kind", "layerwise")
+    if kind in EXPERIMENT_KEYS:
+        foreign = sorted(k for k in data if any(k in keys for other, keys in EXPERIMENT_KEYS.items() if other != kind))
+        if foreign:
+            owners = {k: next(o for o, keys in EXPERIMENT_KEYS.items() if k in keys) for k in foreign}
+            raise ConfigError(f"experiment: key(s) {foreign} do not apply to kind {kind!r} "
+                              f"({', '.join(f'{k}: {o}' for k, o in owners.items())})")
+    data = dict(data)
+    if isinstance(data.get("ci"), int) and not isinstance(data.get("ci"), bool):
+        data["ci"] = float(data["ci"])
+    return _build(ExperimentConfig, data, "experiment")
 
 
 def parse_config(data: Mapping[str, Any], source: str | None = None) -> RunConfig:
@@ -193,6 +315,7 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> RunConfi
         extract=_build(ExtractConfig, data.get("extract", {}), "extract"),
         score=_build(ScoreConfig, data.get("score", {}), "score"),
         plot=_build(PlotConfig, data.get("plot", {}), "plot"),
+        experiment=_build_experiment(data.get("experiment", {})),
         source=source,
     )
     _validate(cfg)

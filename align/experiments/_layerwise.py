@@ -100,7 +100,15 @@ def score_pair(vision, language, metric_spec: str, *, caption="first", null: int
     _, xs, ys = paired_layers(vision, language, caption)
     kwargs = {"null": null} if null else {}
     grid = pairwise(metric_spec, xs, ys, **kwargs)
-    frame = grid.to_frame()
+    return label_grid(grid.to_frame(), vision, language, metric_spec, caption=caption, experiment=experiment,
+                      extra=extra)
+
+
+def label_grid(frame: pd.DataFrame, vision, language, metric_spec: str, *, caption="first",
+               experiment: str = "layerwise", extra: dict | None = None) -> pd.DataFrame:
+    """Add the results-table labels (models, poolings, dataset, condition, layer names) of a (vision store,
+    caption store) pair to the rows of ``LayerGrid.to_frame()``."""
+    frame = frame.copy()
     frame["metric"] = metric_spec
     frame["experiment"] = experiment
     frame["dataset"] = vision.meta.get("stimulus_set")

@@ -14,7 +14,13 @@ def stimuli_from_config(cfg: StimuliConfig, cache_root: str | Path) -> StimulusS
 
     if cfg.kind == "synthetic":
         n = cfg.n if cfg.n is not None else 500
-        return data.synthetic_scenes(Path(cache_root) / "stimuli", n=n, seed=cfg.seed)
+        return data.synthetic_scenes(Path(cache_root) / "stimuli", n=n, seed=cfg.seed, renderings=cfg.renderings)
+    if cfg.kind == "pick_a_pic":
+        pairs = data.load_pick_a_pic(cfg.root, name=cfg.name, n=cfg.n)
+        stimuli = pairs.to_stimulus_set()  # image files cached under $ALIGN_CACHE/preference/<name>-<file hash>
+        if cfg.n is not None and cfg.name is None:
+            stimuli.name = f"{stimuli.name}-first{cfg.n}"
+        return stimuli
     if cfg.kind == "folder":
         stimuli = data.load_image_captions(cfg.images, cfg.captions, name=cfg.name, n=cfg.n)
     elif cfg.kind == "coco":

@@ -1,0 +1,109 @@
+"""Paired statistics of linear predictivity computed on held-out predictions (no refit per draw).
+
+Linear predictivity refits a cross-validated ridge model for every resample, which makes an exact permutation or
+bootstrap over stimuli cost one ridge fit per draw. Here the out-of-fold predictions of each condition are
+computed once (``ridge_cv_predict``, the same folds and alphas as the metric) and the draws act on them:
+
+- score of a set of rows: the mean over target columns of the Pearson r between predictions and targets over those
+  rows (the linear-predictivity score itself when every row is used once);
+- bootstrap: stimuli resampled with replacement (the same rows for both conditions), the difference recomputed;
+  percentile interval;
+- paired permutation: for each stimulus, its (prediction, target) rows of condition A and B swapped with
+  probability 1/2; two-sided ``p = (1 + #{|null| >= |observed|}) / (1 + n_perm)``.
+
+Both are conditional on the fitted ridge maps (they ignore the variability of refitting), which is the usual
+practice for encoding models evaluated on held-out stimuli; ``align.engine.paired_difference`` is the exact
+(refitting) test and is used for every other metric.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _column_r(S: np.ndarray, P: np.ndarray, Y: np.ndarray, PY: np.ndarray, P2: np.ndarray, Y2: np.ndarray,
+              valid: np.ndarray) -> np.ndarray:
+    """Mean over valid columns of the weighted Pearson r for each row of weights ``S [B, n]`` -> ``[B]``."""
+    w = S.sum(axis=1, keepdims=True)
+    sp, sy = S @ P, S @ Y
+    cov = S @ PY - sp * sy / w
+    var_p = S @ P2 - sp * sp / w
+    var_y = S @ Y2 - sy * sy / w
+    denom = np.sqrt(np.clip(var_p, 0.0, None) * np.clip(var_y, 0.0, None))
+    r = np.where(denom > 0, cov / np.where(denom > 0, denom, 1.0), 0.0)
+    return r[:, valid].mean(axis=1)
+
+
+def _mixed_r(S: np.ndarray, a: tuple, b: tuple, valid: np.ndarray) -> np.ndarray:
+    """Column-mean r of condition A with the rows where ``S`` is 1 taken from condition B -> ``[B]``."""
+    keep = 1.0 - S
+    (Pa, Ya), (Pb, Yb) = a, b
+    w = np.full((S.shape[0], 1), float(S.shape[1]))
+    sp, sy = keep @ Pa + S @ Pb, keep @ Ya + S @ Yb
+    cov = keep @ (Pa * Ya) + S @ (Pb * Yb) - sp * sy / w
+    var_p = keep @ (Pa * Pa) + S @ (Pb * Pb) - sp * sp / w
+    var_y = keep @ (Ya * Ya) + S @ (Yb * Yb) - sy * sy / w
+    denom = np.sqrt(np.clip(var_p, 0.0, None) * np.clip(var_y, 0.0, None))
+    r = np.where(denom > 0, cov / np.where(denom > 0, denom, 1.0), 0.0)
+    return r[:, valid].mean(axis=1)
+
+
+def heldout_paired_difference(X_a, Y_a, X_b, Y_b, *, n_perm: int = 1000, n_boot: int = 1000, ci: float = 0.95,
+                              seed: int = 0, **ridge_kwargs) -> dict:
+    """Linear predictivity (X -> Y) of condition A minus condition B on the same stimuli, with held-out statistics.
+
+    Args:
+      X_a, Y_a: ``[n, p]`` predictors and ``[n, q]`` targets under condition A (e.g. perturbed images).
+      X_b, Y_b: the same stimuli under condition B (e.g. the originals); widths may differ from A's.
+      n_perm: paired swaps for the two-sided p-value (0: none).
+      n_boot: bootstrap resamples of stimuli for the interval of the difference (0: none).
+      ci: interval coverage.
+      seed: NumPy seed of the swaps and resamples.
+      **ridge_kwargs: arguments of ``linear_predictivity`` (alphas, folds, seed, alpha_selection, ...).
+
+    Returns:
+      dict with ``score`` (A − B), ``score_a``, ``score_b``, ``p_value``, ``null_mean``, ``ci_low``, ``ci_high``
+      (NaN where not computed) and ``n``.
+    """
+    from align.metrics._ridge import ridge_cv_predict
+
+    n = len(X_a)
+    if not (len(Y_a) == len(X_b) == len(Y_b) == n):
+        raise ValueError(f"heldout_paired_difference: conditions must have the same stimuli; got row counts "
+                         f"{len(X_a)}, {len(Y_a)}, {len(X_b)}, {len(Y_b)}")
+    Ya, Yb = np.asarray(Y_a, np.float64), np.asarray(Y_b, np.float64)
+    if Ya.shape[1] != Yb.shape[1]:
+        raise ValueError("heldout_paired_difference: the targets of A and B must have the same width")
+    Pa = np.asarray(ridge_cv_predict(X_a, Y_a, **ridge_kwargs).predictions, np.float64)
+    Pb = np.asarray(ridge_cv_predict(X_b, Y_b, **ridge_kwargs).predictions, np.float64)
+    valid = (np.ptp(Ya, axis=0) > 0) & (np.ptp(Yb, axis=0) > 0)
+    if not valid.any():
+        raise ValueError("heldout_paired_difference: every target column is constant")
+    ones = np.ones((1, n))
+    a, b = (Pa, Ya), (Pb, Yb)
+    stats_a = (Pa, Ya, Pa * Ya, Pa * Pa, Ya * Ya)
+    stats_b = (Pb, Yb, Pb * Yb, Pb * Pb, Yb * Yb)
+    score_a = float(_column_r(ones, *stats_a, valid)[0])
+    score_b = float(_column_r(ones, *stats_b, valid)[0])
+    out = {"score": score_a - score_b, "score_a": score_a, "score_b": score_b, "p_value": np.nan,
+           "null_mean": np.nan, "ci_low": np.nan, "ci_high": np.nan, "n": n}
+    rng = np.random.default_rng(seed)
+    if n_perm:
+        null = []
+        for start in range(0, n_perm, 256):
+            S = (rng.random((min(256, n_perm - start), n)) < 0.5).astype(np.float64)
+            null.append(_mixed_r(S, a, b, valid) - _mixed_r(S, b, a, valid))
+        null = np.concatenate(null)
+        observed = out["score"]
+        out["p_value"] = float((1 + np.sum(np.abs(null) >= np.abs(observed) - 1e-12)) / (1 + n_perm))
+        out["null_mean"] = float(null.mean())
+    if n_boot:
+        diffs = []
+        for start in range(0, n_boot, 256):
+            rows = rng.integers(0, n, size=(min(256, n_boot - start), n))
+            S = np.zeros((len(rows), n))
+            np.add.at(S, (np.repeat(np.arange(len(rows)), n), rows.ravel()), 1.0)
+            diffs.append(_column_r(S, *stats_a, valid) - _column_r(S, *stats_b, valid))
+        diffs = np.concatenate(diffs)
+        out["ci_low"], out["ci_high"] = (float(v) for v in np.quantile(diffs, [(1 - ci) / 2, 1 - (1 - ci) / 2]))
+    return out

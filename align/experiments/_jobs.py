@@ -1,0 +1,122 @@
+"""Scoring jobs of the experiments: deterministic keys, one results file per job, skipped when it exists.
+
+A job is a pure function of its inputs (store fingerprints and row orders, the metric, the experiment's
+parameters); its key is a hash of those, its output ``<output>/<folder>/<key>.parquet`` is written atomically
+(``align.results.write_results``), so a rerun skips finished jobs and an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from align.config import RunConfig
+
+
+def job_key(**content) -> str:
+    """16 hex chars: SHA-256 of the JSON of ``content`` (keys sorted)."""
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def store_identity(store) -> list:
+    """What identifies a store's content for a job key: its config fingerprint, row order, pooling, condition."""
+    meta = store.meta
+    return [meta.get("config_fingerprint"), store.order_hash, meta.get("pooling"), meta.get("condition")]
+
+
+def cached_job(path: Path, compute: Callable[[], pd.DataFrame], *, label: str,
+               log: Callable[[str], None]) -> pd.DataFrame:
+    """Read ``path`` if it exists, else compute the rows, write them atomically and return them."""
+    from align.results import read_results, write_results
+
+    if path.exists():
+        log(f"  {label}: exists, skipped")
+        return read_results(path)
+    t0 = time.perf_counter()
+    frame = compute()
+    write_results(frame, path)
+    log(f"  {label}: {time.perf_counter() - t0:.1f} s")
+    return read_results(path)
+
+
+def split_by_modality(cfg: RunConfig) -> tuple[RunConfig, RunConfig]:
+    """(the config with its vision models only, the config with its language models only)."""
+    from align.extract import resolve_model
+
+    sides = {"vision": [], "language": []}
+    for m in cfg.models:
+        spec = resolve_model(m.name, modality=m.modality) if m.modality else resolve_model(m.name)
+        sides[spec.modality].append(m)
+    if not sides["vision"] or not sides["language"]:
+        raise ValueError(f"experiment {cfg.name!r} needs at least one vision and one language model; got vision "
+                         f"{[m.name for m in sides['vision']]}, language {[m.name for m in sides['language']]}")
+    return (dataclasses.replace(cfg, models=tuple(sides["vision"])),
+            dataclasses.replace(cfg, models=tuple(sides["language"])))
+
+
+def open_stores(stores: dict[tuple[str, str], Path]) -> tuple[dict, dict]:
+    """Open finished stores; returns (vision stores, language stores), each keyed (model name, pooling)."""
+    from align.store import open_store
+
+    vision, language = {}, {}
+    for key, path in stores.items():
+        s = open_store(path)
+        (vision if s.meta.get("modality", "vision") == "vision" else language)[key] = s
+    return vision, language
+
+
+def rows_by_id(store, ids) -> np.ndarray:
+    """Row indices of ``ids`` in ``store`` (raises naming the first missing ids)."""
+    index = {sid: i for i, sid in enumerate(store.stimulus_ids)}
+    missing = [i for i in ids if i not in index]
+    if missing:
+        raise ValueError(f"{store.path} lacks {len(missing)} of the requested stimuli, e.g. {missing[:3]}; "
+                         f"re-extract it on the same stimulus set")
+    return np.asarray([index[i] for i in ids], dtype=np.int64)
+
+
+def relative_depth(layer: int, n_layers: int) -> float:
+    """layer / last layer index (1.0 for a one-layer model), as in the results tables."""
+    return layer / (n_layers - 1) if n_layers > 1 else 1.0
+
+
+def pair_key(vision, language, metric: str) -> tuple:
+    """(model_x, pooling_x, model_y, pooling_y, metric) of a (vision store, caption store) pair, as in results."""
+    return (vision.meta.get("model"), vision.meta.get("pooling"), language.meta.get("model"),
+            language.meta.get("pooling"), metric)
+
+
+def peak_pairs(table: pd.DataFrame) -> dict[tuple, tuple[int, int]]:
+    """(model_x, pooling_x, model_y, pooling_y, metric, direction) -> (layer_x, layer_y) of the highest score."""
+    keys = ["model_x", "pooling_x", "model_y", "pooling_y", "metric", "direction"]
+    best = table.loc[table.groupby(keys, dropna=False)["score"].idxmax().values]
+    return {tuple(r[k] for k in keys): (int(r.layer_x), int(r.layer_y)) for _, r in best.iterrows()}
+
+
+def read_peaks(path: str | Path, dataset: str | None, *, log: Callable[[str], None]) -> dict:
+    """Peak layer pairs from a layerwise results table (a results.parquet or the folder holding it).
+
+    Rows of ``dataset`` are used when the table has them; otherwise all rows, and the log says so.
+    """
+    from align.results import read_results
+
+    path = Path(path)
+    if path.is_dir() and (path / "results.parquet").exists():
+        path = path / "results.parquet"
+    if not path.exists():
+        raise FileNotFoundError(f"experiment.peaks_from = {str(path)!r} does not exist; run that layerwise config "
+                                f"first (`align experiment CONFIG`) or leave peaks_from out to compute the grids here")
+    table = read_results(path)
+    table = table[table["experiment"] == "layerwise"] if "experiment" in table.columns else table
+    if dataset is not None and (table["dataset"] == dataset).any():
+        table = table[table["dataset"] == dataset]
+    else:
+        log(f"  peak layers from {path} (datasets {sorted(table['dataset'].dropna().unique())}; none is {dataset!r})")
+    return peak_pairs(table)
