@@ -226,13 +226,19 @@ THREADS_ENV = "ALIGN_BENCH_THREADS"
 
 
 def thread_env(threads: int) -> dict[str, str]:
-    """Environment that caps BLAS/LAPACK, OpenMP (torch) and, for one thread, XLA's CPU thread pool."""
+    """Environment that caps BLAS/LAPACK and OpenMP (torch) threads; XLA's CPU pool is capped by the affinity."""
     env = {THREADS_ENV: str(threads)}
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         env[var] = str(threads)
-    if threads == 1:
-        env["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
     return env
+
+
+def pin_cpus(threads: int) -> list[int]:
+    """Restrict this process (and the children it starts) to ``threads`` CPUs, so that no library -- XLA's thread
+    pool ignores ``--xla_cpu_multi_thread_eigen=false`` -- uses more cores than the others."""
+    cpus = sorted(os.sched_getaffinity(0))[:threads]
+    os.sched_setaffinity(0, cpus)
+    return cpus
 
 
 def _versions() -> dict[str, str]:
@@ -263,10 +269,11 @@ def machine_info() -> dict:
             if line.startswith("MemTotal"):
                 mem_kb = int(line.split()[1])
     threads = os.environ.get(THREADS_ENV, "library defaults")
+    threads = f"{threads} (CPUs {sorted(os.sched_getaffinity(0))})"
     root = Path(__file__).resolve().parent.parent
     git = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty"], capture_output=True, text=True)
     dirty = subprocess.run(["git", "-C", str(root), "status", "--short", "--", "align"], capture_output=True, text=True)
-    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "ram_gib": round(mem_kb / 2 ** 20, 1), "threads": threads,
+    return {"cpu": cpu, "cores": os.cpu_count(), "ram_gib": round(mem_kb / 2 ** 20, 1), "threads": threads,
             "git": git.stdout.strip(), "align_uncommitted": dirty.stdout.split("\n")[:-1],
             "platform": platform.platform(), "versions": _versions(), "loadavg_start": os.getloadavg()}
 
@@ -454,8 +461,8 @@ def main(argv=None) -> int:
                     help="also time a second (warm) align.pairwise call when the first took less than this")
     ap.add_argument("--no-peers", action="store_true", help="time align.pairwise only")
     ap.add_argument("--threads", type=int, default=None,
-                    help="restart with OPENBLAS/OMP/MKL_NUM_THREADS=N (and, for N=1, XLA's CPU Eigen pool off) for "
-                         "ours and every peer alike; default: the libraries' own defaults")
+                    help="restart pinned to N CPUs (sched_setaffinity) with OPENBLAS/OMP/MKL_NUM_THREADS=N, for ours "
+                         "and every peer alike; default: all CPUs and the libraries' own thread counts")
     ap.add_argument("--json", type=Path, default=None, help="write the machine description and rows here")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--data", type=Path, help=argparse.SUPPRESS)
@@ -466,6 +473,7 @@ def main(argv=None) -> int:
         worker(args.worker, args.data, args.result, args.repeat_below)
         return 0
     if args.threads is not None and os.environ.get(THREADS_ENV) != str(args.threads):
+        pin_cpus(args.threads)
         os.environ.update(thread_env(args.threads))
         os.execv(sys.executable, [sys.executable, *sys.argv])  # numpy, torch and XLA read these at start-up
 
