@@ -35,13 +35,21 @@ def plot_layer_heatmap(frame: pd.DataFrame, *, ax=None, cmap: str = "viridis"):
     import matplotlib.pyplot as plt
 
     matrix = score_matrix(frame)
+    # every layer gets a row/column, also where the score is undefined (e.g. a ViT's embedding-layer CLS token is
+    # the same for every image, so nothing can be predicted of it): those cells are drawn grey
+    matrix = matrix.reindex(index=range(int(frame["layer_x"].max()) + 1), columns=range(int(frame["layer_y"].max()) + 1))
     row = frame.iloc[0]
     if ax is None:
         fig, ax = plt.subplots(figsize=(1.6 + 0.22 * matrix.shape[1], 1.4 + 0.22 * matrix.shape[0]))
-        fig.set_size_inches(max(6.0, fig.get_size_inches()[0]), max(4.5, fig.get_size_inches()[1]))
+        fig.set_size_inches(max(7.5, fig.get_size_inches()[0]), max(5.0, fig.get_size_inches()[1]))
     else:
         fig = ax.figure
-    im = ax.imshow(matrix.to_numpy(), origin="lower", aspect="auto", cmap=cmap, interpolation="nearest")
+    import numpy as np
+
+    colours = plt.get_cmap(cmap).copy()
+    colours.set_bad("lightgrey")
+    values = np.ma.masked_invalid(matrix.to_numpy(dtype=float))
+    im = ax.imshow(values, origin="lower", aspect="auto", cmap=colours, interpolation="nearest")
     ax.set_xlabel(f"{row['model_y']} layer ({row['pooling_y']} pooling)")
     ax.set_ylabel(f"{row['model_x']} layer ({row['pooling_x']} pooling)")
     nx, ny = matrix.shape[1], matrix.shape[0]
@@ -58,8 +66,13 @@ def plot_layer_heatmap(frame: pd.DataFrame, *, ax=None, cmap: str = "viridis"):
     cbar = fig.colorbar(im, ax=ax, pad=0.12)
     cbar.set_label(row["metric"])
     n = int(frame["n"].iloc[0]) if "n" in frame.columns and pd.notna(frame["n"].iloc[0]) else "?"
-    ax.set_title(f"{row['model_x']} vs {row['model_y']} — {row['metric']} ({_direction_label(row)})\n"
-                 f"dataset {row['dataset']}, condition {row['condition']}, n = {n}", fontsize=9)
+    condition = str(row["condition"])
+    if "|" in condition and len(set(condition.split("|"))) == 1:
+        condition = condition.split("|")[0]  # same condition on both sides
+    title = (f"{row['model_x']} vs {row['model_y']}\n{row['metric']} ({_direction_label(row)})\n"
+             f"dataset {row['dataset']}, condition {condition}, n = {n}"
+             + (" (grey: undefined)" if values.mask.any() else ""))
+    ax.set_title(title, fontsize=8.5)
     fig.tight_layout()
     return fig, ax
 
