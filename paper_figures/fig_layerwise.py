@@ -1,0 +1,79 @@
+"""Figures of the layerwise experiment (reads results/paper/layerwise only).
+
+- layerwise/heatmaps/*.png: the layer x layer grid of every model pair, metric and direction (align.plots);
+- layerwise_depth.png: alignment vs relative depth: for each vision layer the best score over the language model's
+  layers (left) and for each language layer the best over the vision model's layers (right), one line per model
+  pair, per metric and direction; the shuffled-pairing null at the peak pair is drawn as a cross.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+DIRECTIONS = {"x_to_y": "vision predicts language", "y_to_x": "language predicts vision", "symmetric": "symmetric"}
+
+
+def metric_label(metric: str) -> str:
+    return metric.split("(")[0]
+
+
+def plot_depth_curves(table: pd.DataFrame, null: pd.DataFrame | None, *, axes=None):
+    """Alignment vs relative depth for one metric and direction: rows of ``table`` (one metric, one direction,
+    several model pairs). Returns (fig, axes)."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    fig = axes[0].figure
+    for (mx, my), g in table.groupby(["model_x", "model_y"]):
+        line = None
+        for ax, depth, other in ((axes[0], "rel_depth_x", "layer_y"), (axes[1], "rel_depth_y", "layer_x")):
+            curve = g.groupby(depth)["score"].max()
+            line = ax.plot(curve.index, curve.values, marker=".", label=f"{mx} x {my}",
+                           color=None if line is None else line[0].get_color())
+        if null is not None:
+            n = null[(null.model_x == mx) & (null.model_y == my)]
+            for _, r in n.iterrows():
+                axes[0].plot([r.rel_depth_x], [r.null_mean], "x", color=line[0].get_color())
+                axes[1].plot([r.rel_depth_y], [r.null_mean], "x", color=line[0].get_color())
+    row = table.iloc[0]
+    axes[0].set_xlabel("relative depth of the vision layer")
+    axes[1].set_xlabel("relative depth of the language layer")
+    axes[0].set_ylabel(f"{metric_label(row.metric)} (best over the other model's layers)")
+    for ax in axes:
+        ax.axhline(0, color="0.6", lw=0.8)
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7, loc="best")
+    fig.suptitle(f"{metric_label(row.metric)}, {DIRECTIONS.get(row.direction, row.direction)} — dataset "
+                 f"{row.dataset}, n = {int(row.n)} (x: shuffled-pairing null mean at the peak pair)", fontsize=9)
+    fig.tight_layout()
+    return fig, axes
+
+
+def draw(results: Path, figures: Path) -> list[Path]:
+    import matplotlib.pyplot as plt
+
+    from align.plots import save_heatmaps
+    from align.results import read_results
+
+    table = read_results(results / "layerwise" / "results.parquet")
+    null_path = results / "layerwise" / "peak_null.parquet"
+    null = read_results(null_path) if null_path.exists() else None
+    out = [*save_heatmaps(table, figures / "layerwise" / "heatmaps")]
+    metrics = list(dict.fromkeys(table.metric))
+    panels = [(m, d) for m in metrics for d in sorted(table[table.metric == m].direction.unique())]
+    fig, axes = plt.subplots(len(panels), 2, figsize=(11, 3.6 * len(panels)), squeeze=False)
+    for (metric, direction), ax_row in zip(panels, axes):
+        part = table[(table.metric == metric) & (table.direction == direction)]
+        n = None if null is None else null[(null.metric == metric) & (null.direction == direction)]
+        plot_depth_curves(part, n, axes=ax_row)
+        ax_row[0].set_title(f"{metric_label(metric)}, {DIRECTIONS.get(direction, direction)}", fontsize=9)
+    fig.suptitle(f"Alignment vs relative depth (dataset {table.dataset.iloc[0]}, n = {int(table.n.iloc[0])}; "
+                 f"x = shuffled-pairing null at the peak pair)", fontsize=10)
+    fig.tight_layout()
+    path = figures / "layerwise_depth.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [path, *out]
