@@ -17,7 +17,8 @@ Rows (``quantity`` column; ``aggregated`` = "captions" | "images", ``k`` and ``c
 - ``score``: the whole layer grid per k and control (for ``experiment.grid_metrics``);
 - ``peak_difference``: at the peak layer pair of the matched k = 1 grid (or ``peaks_from``), per direction, the
   score at k (``score_a``) minus the score at k = 1 (``score_b``) of the same control, with the paired statistic of
-  ``align.experiments.peak_statistic`` (k = 1 itself appears as the row with k = 1, difference 0).
+  ``align.experiments.peak_statistic``: a bootstrap interval at every k > 1, the swap-test p-value at k = k_max
+  (k = 1 itself appears as the row with k = 1, difference 0).
 
 Outputs: ``<output>/aggregation/<job>.parquet`` per job, ``<output>/results.parquet``, ``<output>/exclusions.json``.
 """
@@ -166,8 +167,9 @@ def _aggregate_pair(cfg: RunConfig, *, vision, language, side: str, x_of, y_of, 
                     xs1, ys1 = layers(1, control)
                     for k in range(1, ex.k_max + 1):
                         xs, ys = layers(k, control)
+                        # intervals at every k > 1; the swap test (the finding's p-value) at k = k_max only
                         stat = peak_statistic(metric, xs, ys, xs1, ys1, i, j, d, dataclasses.replace(
-                            ex, n_perm=ex.n_perm if k > 1 else 0, n_boot=ex.n_boot if k > 1 else 0))
+                            ex, n_perm=ex.n_perm if k == ex.k_max else 0, n_boot=ex.n_boot if k > 1 else 0))
                         rows.append(_single(i, j, d, stat, k, control))
             frame = pd.DataFrame(rows)
             frame["rel_depth_x"] = [relative_depth(i, vision.n_layers) for i in frame["layer_x"]]

@@ -18,7 +18,33 @@ practice for encoding models evaluated on held-out stimuli; ``align.engine.paire
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections import OrderedDict
+
 import numpy as np
+
+_PREDICTIONS: OrderedDict = OrderedDict()  # a few recent out-of-fold predictions, keyed by content (see _predict)
+_CACHE_SIZE = 8
+
+
+def _predict(X, Y, ridge_kwargs: dict) -> np.ndarray:
+    """Out-of-fold predictions of Y from X (``ridge_cv_predict``), memoised by content: a condition compared with
+    several others (k = 1 against every k) is fitted once."""
+    from align.metrics._ridge import ridge_cv_predict
+
+    X, Y = np.ascontiguousarray(X, np.float32), np.ascontiguousarray(Y, np.float32)
+    h = hashlib.sha256()
+    for a in (X, Y):
+        h.update(str(a.shape).encode())
+        h.update(a.tobytes())
+    h.update(json.dumps(ridge_kwargs, sort_keys=True, default=str).encode())
+    key = h.hexdigest()
+    if key not in _PREDICTIONS:
+        _PREDICTIONS[key] = np.asarray(ridge_cv_predict(X, Y, **ridge_kwargs).predictions, np.float64)
+        while len(_PREDICTIONS) > _CACHE_SIZE:
+            _PREDICTIONS.popitem(last=False)
+    return _PREDICTIONS[key]
 
 
 def _column_r(S: np.ndarray, P: np.ndarray, Y: np.ndarray, PY: np.ndarray, P2: np.ndarray, Y2: np.ndarray,
@@ -65,8 +91,6 @@ def heldout_paired_difference(X_a, Y_a, X_b, Y_b, *, n_perm: int = 1000, n_boot:
       dict with ``score`` (A − B), ``score_a``, ``score_b``, ``p_value``, ``null_mean``, ``ci_low``, ``ci_high``
       (NaN where not computed) and ``n``.
     """
-    from align.metrics._ridge import ridge_cv_predict
-
     n = len(X_a)
     if not (len(Y_a) == len(X_b) == len(Y_b) == n):
         raise ValueError(f"heldout_paired_difference: conditions must have the same stimuli; got row counts "
@@ -74,8 +98,7 @@ def heldout_paired_difference(X_a, Y_a, X_b, Y_b, *, n_perm: int = 1000, n_boot:
     Ya, Yb = np.asarray(Y_a, np.float64), np.asarray(Y_b, np.float64)
     if Ya.shape[1] != Yb.shape[1]:
         raise ValueError("heldout_paired_difference: the targets of A and B must have the same width")
-    Pa = np.asarray(ridge_cv_predict(X_a, Y_a, **ridge_kwargs).predictions, np.float64)
-    Pb = np.asarray(ridge_cv_predict(X_b, Y_b, **ridge_kwargs).predictions, np.float64)
+    Pa, Pb = _predict(X_a, Y_a, ridge_kwargs), _predict(X_b, Y_b, ridge_kwargs)
     valid = (np.ptp(Ya, axis=0) > 0) & (np.ptp(Yb, axis=0) > 0)
     if not valid.any():
         raise ValueError("heldout_paired_difference: every target column is constant")
