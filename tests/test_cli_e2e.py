@@ -20,7 +20,10 @@ def test_smoke_config_end_to_end(tmp_path, capsys):
     table = pd.read_parquet(out / "results.parquet")
     assert set(table.metric) == {"linear_cka"}
     assert table.layer_x.nunique() == 13 and table.layer_y.nunique() == 7  # DINOv2-S: 12+1, MiniLM: 6+1
-    assert table.score.between(0, 1).all() and (table.n == 24).all()
+    # DINOv2's CLS token at the embedding layer is the same for every image: scored NaN and said so
+    constant = table.layer_x == 0
+    assert table[constant].score.isna().all() and (table[constant].undefined == "constant x layer").all()
+    assert table[~constant].score.between(0, 1).all() and (table.n == 24).all()
     pngs = sorted((out / "heatmaps").glob("*.png"))
     assert len(pngs) == 1 and pngs[0].with_suffix(".csv").exists()
     assert "heatmaps (1)" in printed and "best layer pair" in printed

@@ -206,3 +206,16 @@ def test_public_names():
     for name in ("pairwise", "pairwise_within", "permutation_null", "bootstrap_ci", "paired_difference",
                  "LayerGrid", "load_probe"):
         assert hasattr(align, name)
+
+
+def test_constant_layer_is_an_error_or_skipped_as_nan():
+    xs, ys = _layers()
+    xs = [np.tile(xs[0][:1], (xs[0].shape[0], 1))] + xs[1:]  # layer 0: every stimulus identical
+    with pytest.raises(ValueError, match=r"layer\(s\) \['0'\] of Xs are constant"):
+        pairwise("linear_cka", xs, ys)
+    grid = pairwise("linear_predictivity", xs, ys, constant_layers="skip")
+    assert grid.constant_x == ("0",) and grid.constant_y == ()
+    for d in ("x_to_y", "y_to_x"):
+        assert np.isnan(grid.scores[d][0]).all() and np.isfinite(grid.scores[d][1:]).all()
+    with pytest.raises(ValueError, match="constant_layers must be"):
+        pairwise("linear_cka", xs, ys, constant_layers="ignore")

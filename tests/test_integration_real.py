@@ -34,12 +34,15 @@ def test_real_stores_have_every_layer(stores):
 def test_real_alignment_beats_shuffled_pairing(stores):
     vision, language = stores
     _, xs, ys = paired_layers(vision, language, "first")
-    grid = align.pairwise("linear_cka", xs, ys)
-    assert grid.scores.shape == (13, 31) and np.isfinite(grid.scores).all()
+    with pytest.raises(ValueError, match="constant"):  # CLS at the embedding layer: the same for every image
+        align.pairwise("linear_cka", xs, ys)
+    grid = align.pairwise("linear_cka", xs, ys, constant_layers="skip")
+    assert grid.constant_x == ("0",) and grid.constant_y == ()
+    assert grid.scores.shape == (13, 31) and np.isnan(grid.scores[0]).all() and np.isfinite(grid.scores[1:]).all()
     perm = np.random.default_rng(0).permutation(N)
-    shuffled = align.pairwise("linear_cka", xs, [y[perm] for y in ys])
+    shuffled = align.pairwise("linear_cka", xs[1:], [y[perm] for y in ys])
     # real image-caption pairing carries shared structure that a shuffled pairing destroys
-    assert grid.scores[1:, 1:].mean() > shuffled.scores[1:, 1:].mean() + 0.02
+    assert grid.scores[1:, 1:].mean() > shuffled.scores[:, 1:].mean() + 0.02
     lp = align.pairwise("linear_predictivity", xs[-4:], ys[10:14])
     frame = lp.to_frame()
     assert set(frame.direction) == {"x_to_y", "y_to_x"} and np.isfinite(frame.score).all()

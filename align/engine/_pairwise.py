@@ -72,6 +72,8 @@ class LayerGrid:
       n_perm: permutations behind ``p_value`` (0 if none).
       n_boot: bootstrap resamples behind the CI (0 if none).
       ci_level: coverage of ``ci_low``/``ci_high``.
+      constant_x, constant_y: names of layers that were constant across stimuli (scored NaN; only with
+        ``constant_layers="skip"``).
     """
 
     metric: str
@@ -87,6 +89,8 @@ class LayerGrid:
     n_perm: int = 0
     n_boot: int = 0
     ci_level: float = 0.95
+    constant_x: tuple[str, ...] = ()
+    constant_y: tuple[str, ...] = ()
 
     @property
     def directions(self) -> tuple[str, ...]:
@@ -545,7 +549,8 @@ def _grid_result(plan: _Plan, scores: dict[str, np.ndarray], stats=None, **extra
 
 def pairwise(metric, Xs, Ys, *, align_by_id: bool = False, direction: str | None = None,
              chunk_size: int | None = None, null: int = 0, ci: int = 0, ci_level: float = 0.95,
-             stats_seed: int = 0, batch_size: int | None = None, batched: bool = True, **kwargs) -> LayerGrid:
+             stats_seed: int = 0, batch_size: int | None = None, batched: bool = True,
+             constant_layers: str = "error", **kwargs) -> LayerGrid:
     """Score every (x layer, y layer) pair with one metric.
 
     Args:
@@ -567,6 +572,9 @@ def pairwise(metric, Xs, Ys, *, align_by_id: bool = False, direction: str | None
         shuffling, is a metric keyword).
       batch_size: permutations or resamples per compiled step (default 8).
       batched: False computes pair by pair in a Python loop (slow fallback for compares that cannot be vmapped).
+      constant_layers: what to do with a layer whose rows are all identical (no metric is defined on it; e.g. a
+        ViT's CLS token at the embedding layer is the same for every image): ``"error"`` (default) raises a
+        MetricInputError naming it; ``"skip"`` scores it as NaN and lists it in ``constant_x``/``constant_y``.
       **kwargs: the metric's keyword arguments (override those of a spec string).
 
     Returns:
@@ -581,21 +589,60 @@ def pairwise(metric, Xs, Ys, *, align_by_id: bool = False, direction: str | None
     """
     plan = _plan(metric, Xs, Ys, kwargs=kwargs, align_by_id=align_by_id, direction=direction,
                  chunk_size=chunk_size)
-    return _with_stats(plan, null=null, ci=ci, ci_level=ci_level, seed=stats_seed, batch_size=batch_size,
+    constant = _constant_layers(plan, constant_layers)
+    grid = _with_stats(plan, null=null, ci=ci, ci_level=ci_level, seed=stats_seed, batch_size=batch_size,
                        batched=batched)
+    return _mask_constant(grid, *constant)
 
 
 def pairwise_within(metric, Xs, *, direction: str | None = None, chunk_size: int | None = None, null: int = 0,
                     ci: int = 0, ci_level: float = 0.95, stats_seed: int = 0, batch_size: int | None = None,
-                    batched: bool = True, **kwargs) -> LayerGrid:
+                    batched: bool = True, constant_layers: str = "error", **kwargs) -> LayerGrid:
     """Every pair of layers of ONE model (``[L, L]``), preparing each layer once.
 
     Same arguments as :func:`pairwise` without ``Ys``. For an asymmetric metric ``y_to_x`` is the transpose of
     ``x_to_y`` (the same numbers; nothing is filled in by symmetry).
     """
     plan = _plan(metric, Xs, None, kwargs=kwargs, direction=direction, chunk_size=chunk_size, within=True)
-    return _with_stats(plan, null=null, ci=ci, ci_level=ci_level, seed=stats_seed, batch_size=batch_size,
+    constant = _constant_layers(plan, constant_layers)
+    grid = _with_stats(plan, null=null, ci=ci, ci_level=ci_level, seed=stats_seed, batch_size=batch_size,
                        batched=batched)
+    return _mask_constant(grid, *constant)
+
+
+def _constant_layers(plan: _Plan, mode: str) -> tuple[list[int], list[int]]:
+    """Indices of the x and y layers whose rows are all identical; raises for ``mode="error"``."""
+    if mode not in ("error", "skip"):
+        raise ValueError(f"constant_layers must be 'error' or 'skip', got {mode!r}")
+    found = []
+    for side, label in ((plan.xs, "Xs"), (plan.ys, "Ys")):
+        idx = [i for i, a in enumerate(side.arrays) if not np.any(a != a[:1])]
+        if idx and mode == "error":
+            names = [side.names[i] for i in idx]
+            raise MetricInputError(
+                f"layer(s) {names} of {label} are constant: every stimulus has the same activation vector, so no "
+                "alignment is defined on them (e.g. a ViT's CLS token at the embedding layer, before any attention); "
+                "drop them or pass constant_layers='skip' to score them as NaN")
+        found.append(idx)
+    return found[0], found[1]
+
+
+def _mask_constant(grid: LayerGrid, cx: list[int], cy: list[int]) -> LayerGrid:
+    """Set every score and statistic involving a constant layer to NaN and record those layers on the grid."""
+    if not cx and not cy:
+        return grid
+
+    def masked(a):
+        a = np.array(a, dtype=float, copy=True)
+        a[cx, ...] = np.nan
+        a[:, cy, ...] = np.nan
+        return a
+
+    scores = {d: masked(v) for d, v in grid.scores.items()} if isinstance(grid.scores, dict) else masked(grid.scores)
+    stats = {d: {k: masked(v) for k, v in per.items()} for d, per in grid.stats.items()}
+    return dataclasses.replace(grid, scores=scores, stats=stats,
+                               constant_x=tuple(grid.layers_x[i] for i in cx),
+                               constant_y=tuple(grid.layers_y[i] for i in cy))
 
 
 def _with_stats(plan: _Plan, *, null, ci, ci_level, seed, batch_size, batched) -> LayerGrid:

@@ -99,9 +99,19 @@ def score_pair(vision, language, metric_spec: str, *, caption="first", null: int
 
     _, xs, ys = paired_layers(vision, language, caption)
     kwargs = {"null": null} if null else {}
-    grid = pairwise(metric_spec, xs, ys, **kwargs)
-    return label_grid(grid.to_frame(), vision, language, metric_spec, caption=caption, experiment=experiment,
-                      extra=extra)
+    # a layer that is the same for every stimulus (a ViT's CLS token at the embedding layer) has no alignment:
+    # it is scored NaN and said so in the `undefined` column, rather than failing the whole grid
+    grid = pairwise(metric_spec, xs, ys, constant_layers="skip", **kwargs)
+    frame = grid.to_frame()
+    frame["undefined"] = undefined_reasons(frame, grid)
+    return label_grid(frame, vision, language, metric_spec, caption=caption, experiment=experiment, extra=extra)
+
+
+def undefined_reasons(frame: pd.DataFrame, grid) -> list[str]:
+    """Per row of ``grid.to_frame()``: why its score is NaN ("" when it is defined)."""
+    cx, cy = set(grid.constant_x), set(grid.constant_y)
+    return [("constant x layer" if str(a) in cx else "constant y layer" if str(b) in cy else "")
+            for a, b in zip(frame["layer_name_x"], frame["layer_name_y"])]
 
 
 def label_grid(frame: pd.DataFrame, vision, language, metric_spec: str, *, caption="first",
