@@ -142,7 +142,7 @@ def _aggregate_pair(cfg: RunConfig, *, vision, language, side: str, x_of, y_of, 
 
                     def grid(k=k, control=control):
                         xs, ys = layers(k, control)
-                        return label_grid(pairwise(metric, xs, ys).to_frame(), vision, language, metric,
+                        return label_grid(pairwise(metric, xs, ys, constant_layers="skip").to_frame(), vision, language, metric,
                                           caption="mean", experiment="aggregation",
                                           extra={**base, "k": k, "control": control, "dataset": dataset})
 

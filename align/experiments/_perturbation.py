@@ -171,7 +171,7 @@ def _compare(cfg: RunConfig, *, cond_name: str, perturbed: str, base: _Side, con
 
                 def baseline():
                     (xs_o, ys_o), _ = layers()
-                    frame = label_grid(pairwise(metric, xs_o, ys_o).to_frame(), vo, lo, metric, caption=caption,
+                    frame = label_grid(pairwise(metric, xs_o, ys_o, constant_layers="skip").to_frame(), vo, lo, metric, caption=caption,
                                        experiment="perturbation",
                                        extra={"quantity": "baseline", "config_fingerprint": fingerprint})
                     frame["dataset"] = dataset
@@ -193,7 +193,7 @@ def _compare(cfg: RunConfig, *, cond_name: str, perturbed: str, base: _Side, con
                              "config_fingerprint": fingerprint}
                     parts = []
                     if metric in grid_metrics:
-                        score = label_grid(pairwise(metric, xs_c, ys_c).to_frame(), vc, lc, metric,
+                        score = label_grid(pairwise(metric, xs_c, ys_c, constant_layers="skip").to_frame(), vc, lc, metric,
                                            caption=caption, experiment="perturbation", extra=extra)
                         merged = score.merge(base_rows[["direction", "layer_x", "layer_y", "score"]],
                                              on=["direction", "layer_x", "layer_y"], suffixes=("", "_base"))

@@ -301,7 +301,7 @@ def _layers_for(cfg, vision, language, peaks, log, out) -> dict[str, tuple[int, 
 
         def grid():
             _, xs, ys = paired_layers(vision, language, "first")
-            return label_grid(pairwise(metric, xs, ys).to_frame(), vision, language, metric,
+            return label_grid(pairwise(metric, xs, ys, constant_layers="skip").to_frame(), vision, language, metric,
                               experiment="preference", extra={"quantity": "layer_grid"})
 
         key = job_key(kind="grid", x=store_identity(vision), y=store_identity(language), metric=metric)
