@@ -37,7 +37,7 @@ figures: $(STAMP)
 	$(PY) -m align figures paper_figures
 
 bench: $(STAMP)
-	$(PY) benchmarks/grid_s.py
+	$(PY) benchmarks/grid_s.py --threads 1
 
 models: $(STAMP)
 	$(PY) -m align models
