@@ -235,3 +235,8 @@ def test_layerwise_peak_null(tiny_models, tmp_path):
     assert len(null) == 1 and null.p_value.between(1 / 21, 1).all() and null.quantity.eq("peak_null").all()
     grid = pd.read_parquet(Path(cfg.output) / "results.parquet")
     assert null.score.iloc[0] == pytest.approx(grid.score.max(), abs=1e-6)
+    # the other experiments can take their peak layers from this table
+    pref = _config(tiny_models, tmp_path, "preference", folds=3, peaks_from=str(cfg.output))
+    table = pd.read_parquet(run_experiment(pref, progress=False))
+    peaks = grid.loc[grid.groupby("direction").score.idxmax()]
+    assert set(zip(table.layer_x, table.layer_y)) == {(peaks.layer_x.iloc[0], peaks.layer_y.iloc[0])}

@@ -372,6 +372,7 @@ def run_preference(cfg: RunConfig, *, progress: bool = True, log: Callable[[str]
                     for col in ("model_x", "pooling_x", "model_y", "pooling_y", "dataset"):
                         items_frame[col] = frame[col].iloc[0]
                     items_frame["contrast"] = contrast
+                    items_path.parent.mkdir(parents=True, exist_ok=True)
                     items_frame.to_parquet(items_path.with_suffix(".tmp"), index=False)
                     items_path.with_suffix(".tmp").replace(items_path)
                     return frame
