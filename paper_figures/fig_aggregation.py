@@ -28,8 +28,8 @@ def plot_k_curves(peak: pd.DataFrame, *, ax=None):
             c = g[g.control == control].sort_values("k")
             if not len(c):
                 continue
-            lo = np.nan_to_num(c.score - c.ci_low)
-            hi = np.nan_to_num(c.ci_high - c.score)
+            lo = np.clip(np.nan_to_num(c.score - c.ci_low), 0, None)  # percentile intervals may exclude the estimate
+            hi = np.clip(np.nan_to_num(c.ci_high - c.score), 0, None)
             line = ax.errorbar(c.k, c.score_a, yerr=[lo, hi], ls=style, marker="o", ms=3, capsize=2, color=color,
                                label=f"{mx} x {my}" if control == "matched" else None)
             color = line[0].get_color()

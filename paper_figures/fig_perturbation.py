@@ -40,7 +40,7 @@ def plot_effects(peak: pd.DataFrame, *, ax=None):
         rel = rows.score / base
         err = np.vstack([(rows.score - rows.ci_low) / base, (rows.ci_high - rows.score) / base])
         x = np.arange(len(conditions)) + (b - (len(pairs) - 1) / 2) * width
-        ax.bar(x, rel, width, yerr=np.nan_to_num(err), capsize=2, label=f"{mx} x {my}")
+        ax.bar(x, rel, width, yerr=np.clip(np.nan_to_num(err), 0, None), capsize=2, label=f"{mx} x {my}")
         for xi, yi, p in zip(x, rel, rows.p_value):
             if pd.notna(p) and p < 0.05:
                 ax.text(xi, yi, "*", ha="center", va="bottom" if yi >= 0 else "top", fontsize=9)

@@ -27,7 +27,8 @@ def plot_accuracy(summary: pd.DataFrame, *, ax=None):
     acc = summary[summary.quantity == "accuracy"].reset_index(drop=True)
     diff = summary[summary.quantity == "mean_difference"].set_index(["model_x", "model_y"])
     x = np.arange(len(acc))
-    ax.bar(x, acc.score, yerr=[acc.score - acc.ci_low, acc.ci_high - acc.score], capsize=3, color="tab:blue")
+    err = np.clip([acc.score - acc.ci_low, acc.ci_high - acc.score], 0, None)
+    ax.bar(x, acc.score, yerr=err, capsize=3, color="tab:blue")
     for xi, r in zip(x, acc.itertuples()):
         d = diff.loc[(r.model_x, r.model_y)]
         star = "*" if pd.notna(d.p_value) and d.p_value < 0.05 else ""

@@ -270,8 +270,8 @@ def write_report(results: Path, figures: Path, drawn: dict, history: list, *, co
                  "; vision models dinov2-small-imgfocus (CLS token) and mobilenetv2-imagenet (spatial mean), "
                  "language models smollm2-135m, gemma3-270m, minilm-l6 (mean over tokens). Linear predictivity "
                  "(ridge, 5 folds, GCV-chosen alpha per target) decides each finding; linear CKA is shown beside it.")
-    lines += ["", "Criteria (see paper_figures/findings.py): " + __doc__.split("The criteria (fixed before "
-              "looking at the data):")[1].strip().replace("\n", " "), "", "## Summary", "",
+    lines += ["", "Criteria (see paper_figures/findings.py): " + " ".join(__doc__.split("The criteria (fixed before "
+              "looking at the data):")[1].split()), "", "## Summary", "",
               "| finding | verdict | statistic |", "|---|---|---|"]
     for title, d in decided:
         lines.append(f"| {title} | **{d['verdict']}** | {d['statistic']} |")
@@ -312,12 +312,12 @@ def write_report(results: Path, figures: Path, drawn: dict, history: list, *, co
                 lines.append(f"![{p.stem}]({p.name})")
     n_heat = sum(1 for paths in drawn.values() for p in paths if "heatmaps" in str(p))
     lines.append(f"\nLayer x layer heatmaps ({n_heat}): layerwise/heatmaps/")
-    lines += ["", "## Wall times (seconds)", "", "| run | " + " | ".join(
-        ["figures only"] + [k for k in history[-1] if k not in ("when", "figures_only")]) + " |"]
-    lines.append("|---|" + "---|" * (len(history[-1]) - 1))
-    for h in history[-6:]:
-        lines.append(f"| {h['when']} | {h['figures_only']} | " + " | ".join(
-            _fmt(float(h.get(k, np.nan)), 0) for k in history[-1] if k not in ("when", "figures_only")) + " |")
+    keys = [k for k in dict.fromkeys(k for h in history for k in h) if k not in ("when", "figures_only", "note")]
+    lines += ["", "## Wall times (seconds)", "", "| run | " + " | ".join(keys) + " | note |",
+              "|---|" + "---|" * (len(keys) + 1)]
+    for h in history[-8:]:
+        note = h.get("note", "figures only" if h.get("figures_only") else "")
+        lines.append(f"| {h['when']} | " + " | ".join(_fmt(float(h.get(k, np.nan)), 0) for k in keys) + f" | {note} |")
     path = figures / "REPORT.md"
     path.write_text("\n".join(lines) + "\n")
     return path
