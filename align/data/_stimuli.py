@@ -53,13 +53,8 @@ class StimulusSet:
     reports: tuple = dataclasses.field(default=(), compare=False, repr=False)
 
     def __post_init__(self):
-        ids = [s.image_id for s in self.stimuli]
-        if len(set(ids)) != len(ids):
-            seen, dup = set(), []
-            for i in ids:
-                if i in seen:
-                    dup.append(i)
-                seen.add(i)
+        dup = repeated([s.image_id for s in self.stimuli])
+        if dup:
             raise StimulusError(f"stimulus set {self.name!r}: duplicate image ids {dup[:5]}")
         for s in self.stimuli:
             if not s.captions:
@@ -141,3 +136,13 @@ def order_hash(ids: Sequence[str]) -> str:
         h.update(i.encode())
         h.update(b"\0")
     return h.hexdigest()[:16]
+
+
+def repeated(items: Sequence[str]) -> list[str]:
+    """The items that occur more than once, in order of their second occurrence (empty when all are unique)."""
+    seen, out = set(), []
+    for item in items:
+        if item in seen:
+            out.append(item)
+        seen.add(item)
+    return out

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from align._version import __version__
 from align.data._stimuli import order_hash
+from align.data._stimuli import repeated
 from align.store._errors import NonFiniteActivationError
 from align.store._errors import StoreFormatError
 from align.store._errors import StoreMismatchError
@@ -215,13 +216,9 @@ class StoreWriter:
         if unknown:
             raise ValueError(f"write_part: {len(unknown)} ids are not in this store's stimulus list, e.g. "
                              f"{_preview(unknown)}")
-        if len(set(ids)) != len(ids):
-            seen, repeated = set(), []
-            for sid in ids:
-                if sid in seen:
-                    repeated.append(sid)
-                seen.add(sid)
-            raise ValueError(f"write_part: ids repeated within the batch: {_preview(repeated)}")
+        twice = repeated(ids)
+        if twice:
+            raise ValueError(f"write_part: ids repeated within the batch: {_preview(twice)}")
         done = [sid for sid in ids if sid in self._stored]
         if done:
             raise ValueError(f"write_part: {len(done)} ids are already stored, e.g. {_preview(done)}; write only "
@@ -344,13 +341,9 @@ def _check_ids(ids: Sequence[str]) -> list[str]:
     bad = [i for i in ids if not isinstance(i, str)]
     if bad:
         raise ValueError(f"StoreWriter: stimulus ids must be strings, got {_preview(bad)}")
-    if len(set(ids)) != len(ids):
-        seen, repeated = set(), []
-        for i in ids:
-            if i in seen:
-                repeated.append(i)
-            seen.add(i)
-        raise ValueError(f"StoreWriter: stimulus ids repeat: {_preview(repeated)}")
+    twice = repeated(ids)
+    if twice:
+        raise ValueError(f"StoreWriter: stimulus ids repeat: {_preview(twice)}")
     return ids
 
 
