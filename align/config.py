@@ -35,6 +35,9 @@ class StimuliConfig:
       "pick_a_pic" (a Pick-a-Pic style Parquet file ``root``: both images of every preference pair).
     n: use the first n stimuli (synthetic: how many scenes to render; pick_a_pic: pairs). None = all.
     renderings: synthetic only: images per scene description (grouped by scene, for image aggregation).
+    caption_score: folder and coco only: the captions file's per-caption score field (JSONL) or column (CSV),
+      e.g. "clip_score"; read when the file has it (every caption then needs a finite number), ignored when it
+      has not. The preference contrast "scored" needs it.
     """
 
     kind: str = "synthetic"
@@ -45,6 +48,7 @@ class StimuliConfig:
     root: str | None = None
     name: str | None = None
     renderings: int = 1
+    caption_score: str = "score"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,7 +85,9 @@ class ScoreConfig:
 
 EXPERIMENT_KINDS = ("layerwise", "perturbation", "aggregation", "preference")
 AGGREGATE_SIDES = ("captions", "images")
-PREFERENCE_CONTRASTS = ("matched", "wrong_caption", "preferred")
+PREFERENCE_CONTRASTS = ("matched", "wrong_caption", "preferred", "scored")
+#: Stimulus kinds whose captions file can carry a per-caption score (``stimuli.caption_score``).
+SCORED_STIMULUS_KINDS = ("folder", "coco")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,7 +106,8 @@ class ExperimentConfig:
     aggregation: ``aggregate`` ("captions": mean of k captions per image; "images": mean of k images per group),
       ``k_max`` (k = 1 .. k_max).
     preference: ``contrasts`` ("matched": matched vs mismatched pairs; "wrong_caption": correct vs one-attribute-
-      wrong caption of synthetic scenes; "preferred": preferred vs rejected image of Pick-a-Pic pairs), ``folds``
+      wrong caption of synthetic scenes; "preferred": preferred vs rejected image of Pick-a-Pic pairs; "scored":
+      highest- vs lowest-scored caption of an image, for data with ``stimuli.caption_score``), ``folds``
       (cross-fitting folds over items), ``layers`` ("peak": the peak layer pair of ``score.metrics[0]`` per
       direction, or [relative depth x, relative depth y]).
     """
@@ -230,7 +237,19 @@ def _validate(cfg: RunConfig) -> None:
     _require(s.renderings == 1 or s.kind == "synthetic", "stimuli.renderings applies to kind = 'synthetic' only")
     if s.kind == "pick_a_pic":
         _require(bool(s.root), "stimuli.kind = 'pick_a_pic' needs stimuli.root (the Parquet file)")
+    _require(isinstance(s.caption_score, str) and s.caption_score.strip() != "",
+             f"stimuli.caption_score = {s.caption_score!r}; must be the non-empty name of a score field or column")
+    _require(s.caption_score == StimuliConfig.caption_score or s.kind in SCORED_STIMULUS_KINDS,
+             f"stimuli.caption_score applies to kind {' or '.join(map(repr, SCORED_STIMULUS_KINDS))} only (a "
+             f"captions file with a score field); stimuli.kind = {s.kind!r} carries no caption scores")
     _validate_experiment(cfg.experiment)
+    ex = cfg.experiment
+    if ex.kind == "preference" and "scored" in ex.contrasts:
+        _require(s.kind in SCORED_STIMULUS_KINDS,
+                 f"experiment.contrasts: 'scored' compares an image's highest- and lowest-scored captions, but "
+                 f"stimuli.kind = {s.kind!r} carries no caption scores; use kind 'folder' or 'coco' with a captions "
+                 f"file that has a per-caption score field (stimuli.caption_score = {s.caption_score!r}), or drop "
+                 f"'scored'")
     grid = cfg.experiment.grid_metrics
     if grid is not None:
         stray = [m for m in grid if m not in sc.metrics]

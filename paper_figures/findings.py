@@ -279,16 +279,23 @@ def write_report(results: Path, figures: Path, drawn: dict, history: list, *, co
         lines += ["", f"## {title}", "", f"**{d['verdict']}** — {d['statistic']}", ""]
         if d["rows"] is not None:
             lines.append(_table(d["rows"]))
-    for contrast, name in (("wrong_caption", "preference_synthetic"), ("preferred", "preference_pickapic")):
+    for contrast, name in (("wrong_caption", "preference_synthetic"), ("preferred", "preference_pickapic"),
+                           ("scored", "preference_coco")):
         table = _read(results / name / "results.parquet")
-        if table is not None and (table.contrast == contrast).any():
+        label = {"wrong_caption": "Correct vs one-attribute-wrong caption (synthetic scenes)",
+                 "preferred": "Preferred vs rejected image (Pick-a-Pic layout, generated: the preferred image "
+                              "is the faithful rendering, the rejected one has one attribute wrong)",
+                 "scored": "High vs low scored captions (COCO)"}[contrast]
+        if table is not None and "contrast" in table.columns and (table.contrast == contrast).any():
             rows = _preference_rows(table, contrast)
-            label = {"wrong_caption": "Correct vs one-attribute-wrong caption (synthetic scenes)",
-                     "preferred": "Preferred vs rejected image (Pick-a-Pic layout, generated: the preferred image "
-                                  "is the faithful rendering, the rejected one has one attribute wrong)"}[contrast]
             lines += ["", f"## Further contrast: {label}", "",
                       f"accuracy {rows.accuracy.min():.3f}–{rows.accuracy.max():.3f}, "
                       f"{int(rows.holds.sum())} of {len(rows)} significantly above chance", "", _table(rows)]
+        elif contrast == "scored":  # said, not omitted: the code path exists, the data lack what it needs
+            lines += ["", f"## Further contrast: {label}", "",
+                      "not run — the data carry no score column (a per-caption score such as a CLIP score, named "
+                      "by `stimuli.caption_score`; the `scored` preference contrast compares each image's highest- "
+                      "and lowest-scored caption)"]
     agg_images = _read(results / "aggregation_images" / "results.parquet")
     if agg_images is not None:
         peak = agg_images[(agg_images.quantity == "peak_difference") & (agg_images.k == agg_images.k.max())]

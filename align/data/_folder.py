@@ -7,12 +7,20 @@ out and an ``ExclusionReport`` (counts and ids per reason) is attached to ``Stim
 Image files are found by id: ``<images_dir>/<image_id>.<ext>`` for the usual extensions (``.jpg``, ``.jpeg``,
 ``.png``, ``.webp``, ``.bmp``, ``.gif``, ``.tif``, ``.tiff``, any case), or the exact file name when the
 captions file names files (``image`` column, Flickr token file).
+
+Caption scores: when the captions file carries a per-caption score (a JSONL field present on any line, a CSV
+column in the header, a field of COCO's caption annotations; named by ``caption_score``, default ``"score"``, e.g.
+``"clip_score"``), every caption must have a finite number there, and the set carries them
+(``Stimulus.caption_scores``, ``StimulusSet.caption_score``). A missing, non-numeric or NaN score raises a
+``StimulusError`` (a ``ValueError``) naming the file, line and caption id, whatever ``on_error`` says: a half-scored
+file is a broken file, not a few bad items. Scores of captions removed as empty are dropped with them.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import uuid
 from collections.abc import Iterable, Mapping
@@ -29,6 +37,8 @@ from align.data._stimuli import StimulusSet
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 ON_ERROR = ("raise", "exclude")
+DEFAULT_CAPTION_SCORE = "score"
+_ABSENT = object()  # a caption row without the score field
 
 
 def _image_index(images_dir: Path) -> dict[str, Path]:
@@ -54,19 +64,69 @@ def _image_index(images_dir: Path) -> dict[str, Path]:
 
 
 class _Rows:
-    """Captions gathered per image, in order of first appearance."""
+    """Captions gathered per image, in order of first appearance.
 
-    def __init__(self):
-        self.captions: dict[str, list[tuple[str, str]]] = {}  # image_id -> [(caption, where)]
+    ``score_field``: the name of the per-caption score to read (None: scores are not read); ``declared`` becomes
+    True when the file carries that field (a CSV header column, or any JSONL line / COCO annotation having it).
+    """
+
+    def __init__(self, score_field: str | None = None):
+        self.captions: dict[str, list[tuple[str, str, object]]] = {}  # image_id -> [(caption, where, raw score)]
         self.lookup: dict[str, str] = {}  # image_id -> name to look its file up by
         self.group: dict[str, str | None] = {}
+        self.score_field = score_field
+        self.declared = False
 
-    def add(self, image_id: str, caption, where: str, lookup: str | None = None, group=None):
+    def score_of(self, row: Mapping):
+        """The raw score of a row (a JSON object, a CSV row, an annotation), or ``_ABSENT``."""
+        if self.score_field is None or self.score_field not in row:
+            return _ABSENT
+        self.declared = True
+        return row[self.score_field]
+
+    def add(self, image_id: str, caption, where: str, lookup: str | None = None, group=None, score=_ABSENT):
         image_id = str(image_id)
-        self.captions.setdefault(image_id, []).append(("" if caption is None else str(caption), where))
+        self.captions.setdefault(image_id, []).append(("" if caption is None else str(caption), where, score))
         self.lookup.setdefault(image_id, lookup or image_id)
         if group not in (None, ""):
             self.group.setdefault(image_id, str(group))
+
+
+def _score_value(raw) -> tuple[float | None, str]:
+    """``(score, "")`` for a finite number (a JSON number or a numeric string), else ``(None, what is wrong)``."""
+    if raw is _ABSENT or raw is None or (isinstance(raw, str) and not raw.strip()):
+        return None, "missing"
+    if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
+        return None, f"{raw!r} is not a number"
+    try:
+        value = float(raw.strip() if isinstance(raw, str) else raw)
+    except (ValueError, OverflowError):
+        return None, f"{raw!r} is not a number"
+    if math.isnan(value):
+        return None, "NaN"
+    if math.isinf(value):
+        return None, f"{raw!r} is not finite"
+    return value, ""
+
+
+def _caption_scores(rows: _Rows, image_ids: list[str], source: str) -> dict[str, list[float]]:
+    """image_id -> one score per caption row (file order); raises naming every caption without a usable score."""
+    scores, bad = {}, []
+    for image_id in image_ids:
+        values = []
+        for k, (_, where, raw) in enumerate(rows.captions[image_id]):
+            value, problem = _score_value(raw)
+            if problem:
+                bad.append(f"{where} (caption {image_id}#{k}): {problem}")
+            values.append(value)
+        scores[image_id] = values
+    if bad:
+        raise StimulusError(
+            f"{source}: the captions carry a {rows.score_field!r} score, so every caption needs a finite number "
+            f"there, but {len(bad)} caption(s) do not: {'; '.join(bad[:5])}{'; ...' if len(bad) > 5 else ''}. Fix "
+            f"the file, or load it with caption_score=None (config: point stimuli.caption_score at another field) "
+            f"to ignore the scores.")
+    return scores
 
 
 def _read_jsonl(path: Path, rows: _Rows) -> None:
@@ -80,7 +140,8 @@ def _read_jsonl(path: Path, rows: _Rows) -> None:
                 raise StimulusError(f"{path}:{line_no} is not valid JSON ({e.msg})") from None
             if "image_id" not in row or "caption" not in row:
                 raise StimulusError(f"{path}:{line_no} lacks 'image_id' or 'caption' (keys: {sorted(row)})")
-            rows.add(row["image_id"], row["caption"], f"{path.name}:{line_no}", group=row.get("group"))
+            rows.add(row["image_id"], row["caption"], f"{path.name}:{line_no}", group=row.get("group"),
+                     score=rows.score_of(row))
 
 
 def _read_csv(path: Path, rows: _Rows) -> None:
@@ -94,12 +155,14 @@ def _read_csv(path: Path, rows: _Rows) -> None:
                                 f"found {fields}")
         for line_no, row in enumerate(reader, start=2):
             value = (row[key] or "").strip()
+            score = rows.score_of(row)  # a short row has None in the missing columns: "missing"
             if key == "image":  # a file name, e.g. Flickr8k's "1000268201_693b08cb0e.jpg"
                 stem, ext = os.path.splitext(value)
                 image_id = stem if ext.lower() in IMAGE_EXTENSIONS else value
-                rows.add(image_id, row["caption"], f"{path.name}:{line_no}", lookup=value, group=row.get("group"))
+                rows.add(image_id, row["caption"], f"{path.name}:{line_no}", lookup=value, group=row.get("group"),
+                         score=score)
             else:
-                rows.add(value, row["caption"], f"{path.name}:{line_no}", group=row.get("group"))
+                rows.add(value, row["caption"], f"{path.name}:{line_no}", group=row.get("group"), score=score)
 
 
 def _assemble(rows: _Rows, images_dir: Path, *, name: str, step: str, masks_dir: Path | None, n: int | None,
@@ -111,16 +174,18 @@ def _assemble(rows: _Rows, images_dir: Path, *, name: str, step: str, masks_dir:
     image_ids = list(rows.captions)
     if n is not None:
         image_ids = image_ids[:n]
+    scores = _caption_scores(rows, image_ids, source) if rows.declared else None
     index = _image_index(images_dir)
     mask_index = _image_index(masks_dir) if masks_dir is not None and masks_dir.is_dir() else {}
     missing, no_caption, empty_ids, empty_where = [], [], [], []
     stimuli = []
     for image_id in image_ids:
         path = index.get(rows.lookup[image_id]) or index.get(image_id)
-        kept = []
-        for k, (text, where) in enumerate(rows.captions[image_id]):
+        kept, kept_scores = [], []
+        for k, (text, where, _) in enumerate(rows.captions[image_id]):
             if text.strip():
                 kept.append(text.strip())
+                kept_scores.append(scores[image_id][k] if scores is not None else None)
             else:
                 empty_ids.append(f"{image_id}#{k}")
                 empty_where.append(f"{image_id}#{k} ({where})")
@@ -133,7 +198,8 @@ def _assemble(rows: _Rows, images_dir: Path, *, name: str, step: str, masks_dir:
         mask = (masks or {}).get(image_id) or mask_index.get(f"{image_id}.png")
         group = (groups or {}).get(image_id, rows.group.get(image_id))
         stimuli.append(Stimulus(image_id=image_id, image=path, captions=tuple(kept), mask=mask, group=group,
-                                extra=dict((extras or {}).get(image_id, {}))))
+                                extra=dict((extras or {}).get(image_id, {})),
+                                caption_scores=tuple(kept_scores) if scores is not None else None))
     if on_error == "raise" and (missing or empty_ids):
         problems = []
         if missing:
@@ -148,12 +214,13 @@ def _assemble(rows: _Rows, images_dir: Path, *, name: str, step: str, masks_dir:
                          excluded={"missing_image": missing, "no_caption": no_caption},
                          removed_captions={"empty_caption": empty_ids})
     return StimulusSet(name=name, stimuli=stimuli, description=description, source=source,
-                       reports=() if report.is_empty else (report,))
+                       reports=() if report.is_empty else (report,),
+                       caption_score=rows.score_field if scores is not None else None)
 
 
 def load_image_captions(images_dir: str | Path, captions_file: str | Path, name: str | None = None, *,
-                        masks_dir: str | Path | None = None, n: int | None = None,
-                        on_error: str = "raise") -> StimulusSet:
+                        masks_dir: str | Path | None = None, n: int | None = None, on_error: str = "raise",
+                        caption_score: str | None = DEFAULT_CAPTION_SCORE) -> StimulusSet:
     """A folder of images plus a captions file.
 
     Args:
@@ -167,14 +234,17 @@ def load_image_captions(images_dir: str | Path, captions_file: str | Path, name:
         get ``mask=None``.
       n: keep only the first ``n`` images (in order of first appearance in the captions file).
       on_error: "raise" (default) or "exclude" (see the module docstring).
+      caption_score: the JSONL field / CSV column holding a per-caption score (e.g. "clip_score"), read when the
+        file has it (see the module docstring); None: never read scores.
 
     Returns:
-      A StimulusSet in captions-file order; captions of one image in file order.
+      A StimulusSet in captions-file order; captions of one image in file order; ``caption_scores`` per image
+      when the file carries the score.
     """
     images_dir, captions_file = Path(images_dir), Path(captions_file)
     if not captions_file.is_file():
         raise StimulusError(f"captions file {captions_file} does not exist")
-    rows = _Rows()
+    rows = _Rows(caption_score)
     with open(captions_file, encoding="utf-8") as f:
         head = f.read(4096).lstrip()
     if head.startswith("{"):
@@ -224,7 +294,7 @@ def load_flickr(token_file: str | Path, images_dir: str | Path, name: str | None
 
 def load_coco(path: str | Path, *, images_dir: str | Path | None = None, instances: str | Path | bool | None = None,
               cache_dir: str | Path | None = None, name: str | None = None, n: int | None = None,
-              on_error: str = "raise") -> StimulusSet:
+              on_error: str = "raise", caption_score: str | None = DEFAULT_CAPTION_SCORE) -> StimulusSet:
     """MS-COCO captions, with instance masks and concept groups when instance annotations are available.
 
     Two layouts:
@@ -249,22 +319,24 @@ def load_coco(path: str | Path, *, images_dir: str | Path | None = None, instanc
       n: keep only the first ``n`` images (captions order); masks are decoded for those only.
       name: default ``path``'s folder name (compact) or ``coco-<split>`` (official).
       on_error: as ``load_image_captions``.
+      caption_score: the per-caption score field of ``captions.jsonl`` lines (compact) or of caption annotations
+        (official), read when present; as ``load_image_captions``. Real COCO captions carry none.
     """
     path = Path(path)
     if path.is_dir():
         if not (path / "captions.jsonl").is_file():
             raise StimulusError(f"{path} is a folder without captions.jsonl; pass the compact COCO folder or an "
                                 f"official captions_<split>.json file")
-        return _load_coco_compact(path, name=name, n=n, on_error=on_error,
+        return _load_coco_compact(path, name=name, n=n, on_error=on_error, caption_score=caption_score,
                                   images_dir=Path(images_dir) if images_dir else path / "images")
     if not path.is_file():
         raise StimulusError(f"COCO captions {path} do not exist")
     return _load_coco_official(path, images_dir=images_dir, instances=instances, cache_dir=cache_dir, name=name,
-                               n=n, on_error=on_error)
+                               n=n, on_error=on_error, caption_score=caption_score)
 
 
-def _load_coco_compact(root: Path, *, name, n, on_error, images_dir: Path) -> StimulusSet:
-    rows = _Rows()
+def _load_coco_compact(root: Path, *, name, n, on_error, caption_score, images_dir: Path) -> StimulusSet:
+    rows = _Rows(caption_score)
     _read_jsonl(root / "captions.jsonl", rows)
     groups, extras = {}, {}
     if (root / "instances.jsonl").is_file():
@@ -293,15 +365,16 @@ def _coco_default_images_dir(captions_json: Path, split: str) -> Path:
                         f"{root / 'images' / split}); pass images_dir=")
 
 
-def _load_coco_official(captions_json: Path, *, images_dir, instances, cache_dir, name, n, on_error) -> StimulusSet:
+def _load_coco_official(captions_json: Path, *, images_dir, instances, cache_dir, name, n, on_error,
+                        caption_score) -> StimulusSet:
     split = captions_json.stem.split("captions_", 1)[-1]
     data = json.loads(captions_json.read_text())
     files = {str(im["id"]): im["file_name"] for im in data.get("images", [])}
-    rows = _Rows()
+    rows = _Rows(caption_score)
     for ann in data.get("annotations", []):
         image_id = str(ann["image_id"])
         rows.add(image_id, ann.get("caption"), f"{captions_json.name}: annotation {ann.get('id')}",
-                 lookup=files.get(image_id, image_id))
+                 lookup=files.get(image_id, image_id), score=rows.score_of(ann))
     images_dir = Path(images_dir) if images_dir is not None else _coco_default_images_dir(captions_json, split)
     if instances is None:
         candidate = captions_json.with_name(captions_json.name.replace("captions_", "instances_", 1))

@@ -418,7 +418,8 @@ class CaptionCondition:
 
         Captions that end up empty (whitespace only) are removed and reported by their original caption id;
         images with no caption left are excluded and reported. The set keeps its name (the condition keys the
-        store); ``extra["caption_index"]`` maps new caption positions to original ones.
+        store); ``extra["caption_index"]`` maps new caption positions to original ones; caption scores follow
+        their captions.
         """
         rows = stimuli.caption_table("all")
         new = self.transform([r[2] for r in rows], [r[0] for r in rows])
@@ -437,7 +438,9 @@ class CaptionCondition:
                 no_caption.append(s.image_id)
                 continue
             extra = {**s.extra, "caption_index": [k for k, _ in items]}
-            kept.append(dataclasses.replace(s, captions=tuple(t for _, t in items), extra=extra))
+            scores = None if s.caption_scores is None else tuple(s.caption_scores[k] for k, _ in items)
+            kept.append(dataclasses.replace(s, captions=tuple(t for _, t in items), extra=extra,
+                                            caption_scores=scores))
         report = make_report(self.name, len(stimuli), len(kept), excluded={"no_caption_left": no_caption},
                              removed_captions={"empty_after_condition": empty_captions})
         if not kept:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -30,7 +31,9 @@ class Stimulus:
       captions: one or more captions; caption k has id ``f"{image_id}#{k}"`` (the row key of language stores).
       mask: path to an 8-bit label map (0 = background, k > 0 = object instance k), or None.
       group: concept this image belongs to (for aggregation over images), or None.
-      extra: free-form per-item data (e.g. a score column); JSON-serialisable.
+      extra: free-form per-image data (e.g. Pick-a-Pic's ``pair_id``); JSON-serialisable.
+      caption_scores: one finite number per caption, aligned with ``captions`` (e.g. a CLIP score read from the
+        captions file; higher = better by the scorer's convention), or None when the set carries no scores.
     """
 
     image_id: str
@@ -39,6 +42,7 @@ class Stimulus:
     mask: Path | None = None
     group: str | None = None
     extra: dict = dataclasses.field(default_factory=dict, hash=False, compare=False)
+    caption_scores: tuple[float, ...] | None = None
 
 
 @dataclasses.dataclass
@@ -51,6 +55,10 @@ class StimulusSet:
     source: str = ""
     # What the steps that made this set left out (``align.data.ExclusionReport``s, oldest first); never silent.
     reports: tuple = dataclasses.field(default=(), compare=False, repr=False)
+    # Name of the per-caption score every stimulus carries in ``Stimulus.caption_scores`` (the captions file's
+    # field or column, e.g. "clip_score"); None when the set carries no scores. Scores are not part of
+    # ``fingerprint()``: they do not change what a model embeds, so stores are reused when only scores change.
+    caption_score: str | None = None
 
     def __post_init__(self):
         dup = repeated([s.image_id for s in self.stimuli])
@@ -62,6 +70,25 @@ class StimulusSet:
             for k, c in enumerate(s.captions):
                 if not isinstance(c, str) or not c.strip():
                     raise StimulusError(f"stimulus set {self.name!r}: caption {k} of image {s.image_id!r} is empty")
+            self._check_scores(s)
+
+    def _check_scores(self, s: Stimulus) -> None:
+        if s.caption_scores is None:
+            if self.caption_score is not None:
+                raise StimulusError(f"stimulus set {self.name!r} carries caption scores ({self.caption_score!r}) but "
+                                    f"image {s.image_id!r} has none")
+            return
+        if self.caption_score is None:
+            raise StimulusError(f"stimulus set {self.name!r}: image {s.image_id!r} has caption scores but the set "
+                                f"names no caption_score")
+        if len(s.caption_scores) != len(s.captions):
+            raise StimulusError(f"stimulus set {self.name!r}: image {s.image_id!r} has {len(s.captions)} captions "
+                                f"but {len(s.caption_scores)} caption scores")
+        bad = [k for k, v in enumerate(s.caption_scores)
+               if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)]
+        if bad:
+            raise StimulusError(f"stimulus set {self.name!r}: {self.caption_score!r} of caption(s) "
+                                f"{[f'{s.image_id}#{k}' for k in bad]} is not a finite number")
 
     def __len__(self) -> int:
         return len(self.stimuli)

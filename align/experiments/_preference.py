@@ -17,6 +17,18 @@ held-out item a "positive" and a "negative" score:
 - ``preferred`` (Pick-a-Pic pairs, ``stimuli.kind = "pick_a_pic"``): the preferred vs the rejected image of a
   caption. ``x_to_y``: r(f(preferred image), caption) vs r(f(rejected image), caption); ``y_to_x``: r(g(caption),
   preferred) vs r(g(caption), rejected). Training: both images of the training pairs, each with the caption.
+- ``scored`` (captions with a per-caption score, e.g. a CLIP score: ``stimuli.kind`` "folder" or "coco" with
+  ``stimuli.caption_score`` naming a field the captions file has): an image's highest-scored caption vs its
+  lowest-scored one (``scored_caption_pairs``; ties for the highest or lowest score go to the earlier caption).
+  ``x_to_y``: r(f(image), high caption) vs r(f(image), low caption); ``y_to_x``: r(g(high caption), image) vs
+  r(g(low caption), image). Images with fewer than 2 captions, or whose captions all have the same score, have no
+  contrast: they are left out of this contrast (training included), logged, counted in ``n_excluded`` of its rows
+  and listed in ``<output>/exclusions.json``. Training: each image with the MEAN embedding of all its captions,
+  whatever ``score.caption`` says. The mean is symmetric in the captions, so the mapping never sees which caption
+  is the high or the low one of any image; a single caption (``score.caption = "first"``) can coincide with the
+  high one of every image (files written sorted by score), and a mapping trained on high-scored captions would
+  favour the positive by construction. The language stores hold every caption for this contrast (the stores
+  ``score.caption = "mean"`` extracts, rows ``<image_id>#<k>``), next to the caption-0 stores of the others.
 
 Layers: ``experiment.layers = "peak"`` takes, per direction, the peak layer pair of ``score.metrics[0]`` on the
 aligned stimuli (from ``peaks_from`` or a grid computed here); ``[rx, ry]`` takes the layers at those relative depths.
@@ -26,13 +38,15 @@ by exact leave-one-out error on the training fold, as ``linear_predictivity`` do
 Summary rows (``quantity``): ``accuracy`` (forced choice: fraction of items whose positive score is higher, ties
 count half; exact binomial p-value against 0.5, Clopper–Pearson interval), ``mean_difference`` (mean of positive −
 negative; sign-flip permutation p-value with ``n_perm`` draws, bootstrap interval with ``n_boot``),
-``mean_positive`` and ``mean_negative``. The per-item scores go to ``<output>/items.parquet``.
+``mean_positive`` and ``mean_negative``. The per-item scores go to ``<output>/items.parquet`` (for ``scored`` with
+the ids of the high and the low caption).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,6 +57,8 @@ import pandas as pd
 from jax import lax
 
 from align.config import RunConfig
+from align.data import ExclusionReport
+from align.data._report import make_report
 from align.experiments._jobs import cached_job
 from align.experiments._jobs import job_key
 from align.experiments._jobs import open_stores
@@ -209,12 +225,68 @@ class _Items:
 
     ids: list[str]        # item ids
     train_x: np.ndarray   # [m] vision rows of the aligned training pairs
-    train_y: np.ndarray   # [m] caption rows of the aligned training pairs
+    train_y: np.ndarray | list[np.ndarray]  # [m] caption rows of the aligned training pairs, or per pair the
+                                            # caption rows whose mean embedding is its caption ("scored")
     owner: np.ndarray     # [m] item of each training pair
     x_pos: np.ndarray     # [n] vision row of the positive
     y_pos: np.ndarray     # [n] caption row of the positive
     x_neg: np.ndarray     # [n] vision row of the negative
     y_neg: np.ndarray     # [n] caption row of the negative (in the wrong-caption store for "wrong_caption")
+    labels: dict = dataclasses.field(default_factory=dict)  # extra per-item columns of items.parquet
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoredPairs:
+    """The ``scored`` contrast's items: per image, its highest- and lowest-scored caption.
+
+    Attributes:
+      ids: image ids with a contrast, in stimulus-set order.
+      high: ``[n]`` index k (into ``Stimulus.captions``; caption id ``f"{image_id}#{k}"``) of the highest score.
+      low: ``[n]`` index k of the lowest score.
+      report: the images left out ("fewer_than_2_captions", "equal_scores").
+    """
+
+    ids: list[str]
+    high: np.ndarray
+    low: np.ndarray
+    report: ExclusionReport
+
+    def caption_ids(self, which: str) -> list[str]:
+        """Caption ids of the ``"high"`` or the ``"low"`` captions, one per image."""
+        ks = self.high if which == "high" else self.low
+        return [f"{i}#{int(k)}" for i, k in zip(self.ids, ks)]
+
+
+def scored_caption_pairs(stimuli) -> ScoredPairs:
+    """Per image, its highest- and lowest-scored caption (``Stimulus.caption_scores``).
+
+    Ties for the highest or the lowest score go to the earlier caption. Images with fewer than 2 captions or with
+    all scores equal have no contrast: they are left out and reported (logged at WARNING when any are).
+
+    Raises:
+      ValueError: the set carries no caption scores (its captions file has no ``stimuli.caption_score`` field).
+    """
+    if stimuli.caption_score is None:
+        raise ValueError(
+            f"contrast 'scored' needs a per-caption score, but stimulus set {stimuli.name!r} "
+            f"({stimuli.source or 'no source'}) carries none: its captions file has no score field. Add one (e.g. a "
+            f"CLIP score per caption) and name it in stimuli.caption_score (default 'score'), or drop 'scored' "
+            f"from experiment.contrasts")
+    ids, high, low, single, equal = [], [], [], [], []
+    for s in stimuli.stimuli:
+        scores = np.asarray(s.caption_scores, dtype=np.float64)
+        if len(scores) < 2:
+            single.append(s.image_id)
+        elif scores.max() == scores.min():
+            equal.append(s.image_id)
+        else:
+            ids.append(s.image_id)
+            high.append(int(np.argmax(scores)))
+            low.append(int(np.argmin(scores)))
+    report = make_report(f"scored({stimuli.caption_score})", len(stimuli), len(ids),
+                         excluded={"fewer_than_2_captions": single, "equal_scores": equal})
+    return ScoredPairs(ids=ids, high=np.asarray(high, dtype=np.int64), low=np.asarray(low, dtype=np.int64),
+                       report=report)
 
 
 def _caption_row_of(language, image_ids) -> np.ndarray:
@@ -226,8 +298,22 @@ def _caption_row_of(language, image_ids) -> np.ndarray:
     return np.asarray([r[0] for r in rows], dtype=np.int64)
 
 
-def _items(contrast: str, stimuli, vision, language, wrong, folds_seed: int, n_folds: int):
-    """Items of one contrast, their folds, and (for ``matched``) the partners."""
+def _items(contrast: str, stimuli, vision, language, wrong, folds_seed: int, n_folds: int,
+           scored: ScoredPairs | None = None):
+    """Items of one contrast and their folds. ``language`` holds every caption for ``scored``."""
+    if contrast == "scored":
+        from align.experiments._pairing import caption_rows
+
+        ids = scored.ids
+        x = rows_by_id(vision, ids)
+        _, every = caption_rows(language, ids, "mean", align_by_id=True)
+        if len(every) != len(ids):
+            raise ValueError(f"{language.path} lacks the captions of {len(ids) - len(every)} images")
+        high, low = scored.caption_ids("high"), scored.caption_ids("low")
+        items = _Items(ids=ids, train_x=x, train_y=every, owner=np.arange(len(ids)), x_pos=x,
+                       y_pos=rows_by_id(language, high), x_neg=x, y_neg=rows_by_id(language, low),
+                       labels={"caption_high": high, "caption_low": low})
+        return items, fold_ids(len(ids), n_folds, folds_seed)
     if contrast == "preferred":
         pairs: dict[str, dict] = {}
         for s in stimuli.stimuli:
@@ -262,15 +348,31 @@ def _items(contrast: str, stimuli, vision, language, wrong, folds_seed: int, n_f
 
 def _direction_arrays(contrast: str, direction: str, items: _Items, X, Y, Y_neg):
     """(train_src, train_tgt, src_pos, tgt_pos, src_neg, tgt_neg) for one direction."""
+    from align.experiments._pairing import reduce_rows
+
     x_pos, y_pos, x_neg = X[items.x_pos], Y[items.y_pos], X[items.x_neg]
     y_neg = (Y_neg if contrast == "wrong_caption" else Y)[items.y_neg]
+    y_train = Y[items.train_y] if isinstance(items.train_y, np.ndarray) else reduce_rows(Y, items.train_y)
     if direction == "x_to_y":  # vision predicts language
         if contrast == "preferred":
-            return X[items.train_x], Y[items.train_y], x_pos, y_pos, x_neg, y_pos
-        return X[items.train_x], Y[items.train_y], x_pos, y_pos, x_pos, y_neg
+            return X[items.train_x], y_train, x_pos, y_pos, x_neg, y_pos
+        return X[items.train_x], y_train, x_pos, y_pos, x_pos, y_neg
     if contrast == "preferred" or contrast == "matched":
-        return Y[items.train_y], X[items.train_x], y_pos, x_pos, y_pos, x_neg
-    return Y[items.train_y], X[items.train_x], y_pos, x_pos, y_neg, x_pos
+        return y_train, X[items.train_x], y_pos, x_pos, y_pos, x_neg
+    return y_train, X[items.train_x], y_pos, x_pos, y_neg, x_pos  # wrong_caption, scored
+
+
+def direction_scores(contrast: str, direction: str, items: _Items, folds: np.ndarray, X, Y, Y_neg=None,
+                     alphas=None) -> tuple[np.ndarray, np.ndarray]:
+    """Cross-fitted (positive ``[n]``, negative ``[n]``) scores of one contrast in one direction.
+
+    ``X``: the vision layer ``[n_images, d_x]``; ``Y``: the caption layer ``[n_captions, d_y]`` the items' rows
+    index (every caption for ``scored``); ``Y_neg``: the wrong-caption layer (``wrong_caption`` only).
+    """
+    from align.metrics._ridge import DEFAULT_ALPHAS
+
+    arrays = _direction_arrays(contrast, direction, items, X, Y, Y_neg)
+    return contrast_scores(*arrays[:2], items.owner, *arrays[2:], folds, DEFAULT_ALPHAS if alphas is None else alphas)
 
 
 def _wrong_caption_set(stimuli):
@@ -279,8 +381,9 @@ def _wrong_caption_set(stimuli):
         raise ValueError(f"contrast 'wrong_caption' needs extra['wrong_caption'] on every stimulus (synthetic scenes "
                          f"have it); {len(missing)} of {len(stimuli)} images of {stimuli.name!r} lack it, e.g. "
                          f"{missing[:3]}")
-    items = [dataclasses.replace(s, captions=(s.extra["wrong_caption"],)) for s in stimuli.stimuli]
-    return dataclasses.replace(stimuli, name=f"{stimuli.name}-wrongcaption", stimuli=items)
+    items = [dataclasses.replace(s, captions=(s.extra["wrong_caption"],), caption_scores=None)
+             for s in stimuli.stimuli]
+    return dataclasses.replace(stimuli, name=f"{stimuli.name}-wrongcaption", stimuli=items, caption_score=None)
 
 
 def _layers_for(cfg, vision, language, peaks, log, out) -> dict[str, tuple[int, int]]:
@@ -317,7 +420,8 @@ def _layers_for(cfg, vision, language, peaks, log, out) -> dict[str, tuple[int, 
 
 
 def run_preference(cfg: RunConfig, *, progress: bool = True, log: Callable[[str], None] = _log_default) -> Path:
-    """Run a preference config; returns the path of the combined summary table (items in items.parquet)."""
+    """Run a preference config; returns the path of the combined summary table (items in items.parquet, what
+    the ``scored`` contrast left out in exclusions.json)."""
     from align.experiments._jobs import split_by_modality
     from align.experiments._layerwise import activation_root
     from align.experiments._layerwise import label_grid
@@ -329,13 +433,27 @@ def run_preference(cfg: RunConfig, *, progress: bool = True, log: Callable[[str]
     ex = cfg.experiment
     stimuli = stimuli_from_config(cfg.stimuli, activation_root(cfg))
     log(f"stimuli: {stimuli.name} ({len(stimuli)} images)")
+    scored, exclusions = None, {}
+    if "scored" in ex.contrasts:  # before any extraction: a set without scores, or too few contrasts, fails here
+        scored = scored_caption_pairs(stimuli)
+        exclusions["scored"] = scored.report.to_dict()
+        if not scored.report.is_empty:
+            log(f"  {scored.report.summary()}")
+        if len(scored.ids) < max(ex.folds, 4):
+            raise ValueError(f"contrast 'scored': only {len(scored.ids)} images of {stimuli.name!r} have captions with "
+                             f"different scores ({scored.report.summary()}); experiment.folds = {ex.folds} needs at "
+                             f"least {max(ex.folds, 4)}")
     first = dataclasses.replace(cfg, score=dataclasses.replace(cfg.score, caption="first"))
     vision, language = open_stores(run_extract(first, stimuli, progress=progress, log=log))
-    wrong = {}
+    wrong, every = {}, {}
     if "wrong_caption" in ex.contrasts:
         _, language_cfg = split_by_modality(first)
         _, wrong = open_stores(run_extract(language_cfg, _wrong_caption_set(stimuli), condition="wrong_caption",
                                            progress=progress, log=log))
+    if scored is not None:  # every caption: the stores score.caption = "mean" extracts
+        _, language_cfg = split_by_modality(cfg)
+        all_captions = dataclasses.replace(language_cfg, score=dataclasses.replace(cfg.score, caption="mean"))
+        _, every = open_stores(run_extract(all_captions, stimuli, progress=progress, log=log))
     peaks = read_peaks(ex.peaks_from, stimuli.name, log=log) if ex.peaks_from and ex.layers == "peak" else None
     out = cfg.output_dir / "preference"
     fingerprint = cfg.fingerprint("stimuli", "models", "extract", "score", "experiment")
@@ -345,29 +463,36 @@ def run_preference(cfg: RunConfig, *, progress: bool = True, log: Callable[[str]
             at = _layers_for(cfg, vs, ls, peaks, log, out)
             for contrast in ex.contrasts:
                 ws = wrong.get(lk)
+                ys = every[lk] if contrast == "scored" else ls  # the caption store the contrast's rows index
+                scored_key = {} if contrast != "scored" else {
+                    "e": store_identity(ys), "pick": job_key(ids=scored.ids, high=scored.high.tolist(),
+                                                             low=scored.low.tolist())}
                 key = job_key(kind="preference", contrast=contrast, x=store_identity(vs), y=store_identity(ls),
                               w=None if ws is None else store_identity(ws), at=sorted(at.items()), folds=ex.folds,
-                              seed=ex.seed, n_perm=ex.n_perm, n_boot=ex.n_boot, ci=ex.ci)
+                              seed=ex.seed, n_perm=ex.n_perm, n_boot=ex.n_boot, ci=ex.ci, **scored_key)
                 items_path = out / f"{key}.items.parquet"
 
-                def compute(contrast=contrast, ws=ws, vs=vs, ls=ls, items_path=items_path):
-                    items, folds = _items(contrast, stimuli, vs, ls, ws, ex.seed, ex.folds)
+                def compute(contrast=contrast, ws=ws, vs=vs, ys=ys, items_path=items_path):
+                    items, folds = _items(contrast, stimuli, vs, ys, ws, ex.seed, ex.folds, scored)
                     rows, per_item = [], []
                     for d, (i, j) in sorted(at.items()):
-                        X, Y = vs.layer(i), ls.layer(j)
+                        X, Y = vs.layer(i), ys.layer(j)
                         Y_neg = ws.layer(j) if ws is not None else None
-                        arrays = _direction_arrays(contrast, d, items, X, Y, Y_neg)
-                        pos, neg = contrast_scores(*arrays[:2], items.owner, *arrays[2:], folds, DEFAULT_ALPHAS)
+                        pos, neg = direction_scores(contrast, d, items, folds, X, Y, Y_neg, DEFAULT_ALPHAS)
                         for r in contrast_summary(pos, neg, n_perm=ex.n_perm, n_boot=ex.n_boot, ci=ex.ci,
                                                   seed=ex.seed):
                             rows.append({"direction": d, "layer_x": i, "layer_y": j, **r})
                         per_item.append(pd.DataFrame({"item_id": items.ids, "fold": folds, "direction": d,
-                                                      "layer_x": i, "layer_y": j, "positive": pos, "negative": neg}))
+                                                      "layer_x": i, "layer_y": j, "positive": pos, "negative": neg,
+                                                      **items.labels}))
                     frame = pd.DataFrame(rows)
                     frame["rel_depth_x"] = [relative_depth(i, vs.n_layers) for i in frame["layer_x"]]
-                    frame["rel_depth_y"] = [relative_depth(j, ls.n_layers) for j in frame["layer_y"]]
-                    frame = label_grid(frame, vs, ls, ITEM_METRIC, experiment="preference",
-                                       extra={"contrast": contrast, "config_fingerprint": fingerprint})
+                    frame["rel_depth_y"] = [relative_depth(j, ys.n_layers) for j in frame["layer_y"]]
+                    extra = {"contrast": contrast, "config_fingerprint": fingerprint}
+                    if contrast == "scored":
+                        extra["n_excluded"] = scored.report.n_excluded
+                    frame = label_grid(frame, vs, ys, ITEM_METRIC, experiment="preference", extra=extra,
+                                       caption="mean" if contrast == "scored" else "first")  # training caption
                     items_frame = pd.concat(per_item, ignore_index=True)
                     for col in ("model_x", "pooling_x", "model_y", "pooling_y", "dataset"):
                         items_frame[col] = frame[col].iloc[0]
@@ -381,5 +506,6 @@ def run_preference(cfg: RunConfig, *, progress: bool = True, log: Callable[[str]
                 summaries.append(cached_job(out / f"{key}.parquet", compute, label=label, log=log))
                 item_frames.append(pd.read_parquet(items_path))
     cfg.output_dir.mkdir(parents=True, exist_ok=True)
+    (cfg.output_dir / "exclusions.json").write_text(json.dumps(exclusions, indent=1))
     pd.concat(item_frames, ignore_index=True).to_parquet(cfg.output_dir / "items.parquet", index=False)
     return write_results(pd.concat(summaries, ignore_index=True), cfg.output_dir / "results.parquet")

@@ -22,9 +22,10 @@ def stimuli_from_config(cfg: StimuliConfig, cache_root: str | Path) -> StimulusS
             stimuli.name = f"{stimuli.name}-first{cfg.n}"
         return stimuli
     if cfg.kind == "folder":
-        stimuli = data.load_image_captions(cfg.images, cfg.captions, name=cfg.name, n=cfg.n)
+        stimuli = data.load_image_captions(cfg.images, cfg.captions, name=cfg.name, n=cfg.n,
+                                           caption_score=cfg.caption_score)
     elif cfg.kind == "coco":
-        stimuli = data.load_coco(cfg.root, name=cfg.name, n=cfg.n)
+        stimuli = data.load_coco(cfg.root, name=cfg.name, n=cfg.n, caption_score=cfg.caption_score)
     elif cfg.kind == "flickr":
         stimuli = data.load_flickr(cfg.captions, cfg.images, name=cfg.name, n=cfg.n)
     else:  # validated by align.config
