@@ -46,8 +46,8 @@ def generate_pickapic(path: Path, n: int = PICKAPIC_PAIRS, seed: int = 7) -> Pat
     import pyarrow.parquet as pq
     from PIL import Image
 
+    from align.data import render_scene
     from align.data import synthetic_scenes
-    from align.data._synthetic import render_scene  # the renderer of the synthetic scenes (not re-exported)
 
     scenes = synthetic_scenes(REPO / "results" / "paper" / "stimuli", n=n, seed=seed)
     rng = np.random.default_rng(seed)

@@ -22,8 +22,8 @@ from align.data._perturb import CaptionCondition
 from align.experiments import contrast_summary
 from align.experiments import run_experiment
 from align.experiments._preference import _items
-from align.experiments._preference import direction_scores
-from align.experiments._preference import scored_caption_pairs
+from align.experiments import direction_scores
+from align.experiments import scored_caption_pairs
 from align.experiments._stimuli_from_config import stimuli_from_config
 from align.store import StoreWriter
 from align.store import open_store

@@ -20,3 +20,6 @@ from align.experiments._preference import run_preference
 from align.experiments._preference import contrast_scores
 from align.experiments._preference import contrast_summary
 from align.experiments._preference import ridge_fit
+from align.experiments._preference import ScoredPairs
+from align.experiments._preference import direction_scores
+from align.experiments._preference import scored_caption_pairs

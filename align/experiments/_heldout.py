@@ -31,7 +31,7 @@ _CACHE_SIZE = 8
 def _predict(X, Y, ridge_kwargs: dict) -> np.ndarray:
     """Out-of-fold predictions of Y from X (``ridge_cv_predict``), memoised by content: a condition compared with
     several others (k = 1 against every k) is fitted once."""
-    from align.metrics._ridge import ridge_cv_predict
+    from align.metrics import ridge_cv_predict
 
     X, Y = np.ascontiguousarray(X, np.float32), np.ascontiguousarray(Y, np.float32)
     h = hashlib.sha256()

@@ -369,7 +369,7 @@ def direction_scores(contrast: str, direction: str, items: _Items, folds: np.nda
     ``X``: the vision layer ``[n_images, d_x]``; ``Y``: the caption layer ``[n_captions, d_y]`` the items' rows
     index (every caption for ``scored``); ``Y_neg``: the wrong-caption layer (``wrong_caption`` only).
     """
-    from align.metrics._ridge import DEFAULT_ALPHAS
+    from align.metrics import DEFAULT_ALPHAS
 
     arrays = _direction_arrays(contrast, direction, items, X, Y, Y_neg)
     return contrast_scores(*arrays[:2], items.owner, *arrays[2:], folds, DEFAULT_ALPHAS if alphas is None else alphas)
@@ -427,7 +427,7 @@ def run_preference(cfg: RunConfig, *, progress: bool = True, log: Callable[[str]
     from align.experiments._layerwise import label_grid
     from align.experiments._layerwise import run_extract
     from align.experiments._stimuli_from_config import stimuli_from_config
-    from align.metrics._ridge import DEFAULT_ALPHAS
+    from align.metrics import DEFAULT_ALPHAS
     from align.results import write_results
 
     ex = cfg.experiment

@@ -28,7 +28,7 @@ from align.metrics._procrustes import procrustes
 from align.metrics._procrustes import procrustes_angular
 from align.metrics._svcca import svcca
 
-try:  # linear predictivity (owned by the engine developer); registers itself when present
-    from align.metrics import _ridge  # noqa: F401
-except ImportError:
-    pass
+from align.metrics._ridge import DEFAULT_ALPHAS
+from align.metrics._ridge import RidgeCVResult
+from align.metrics._ridge import linear_predictivity
+from align.metrics._ridge import ridge_cv_predict
