@@ -144,10 +144,23 @@ def test_permutation_null_is_batched_equivalent_of_a_loop():
     plan = _pairwise._plan("linear_predictivity", xs[:2], ys[:2], kwargs={})
     perms = _stats.permutations(40, 3, seed=1)
     null = _stats.null_distribution(plan, perms, batch_size=2)
+    # an asymmetric metric permutes each direction's target: Y for x_to_y, X for y_to_x (the source keeps its folds)
     for k, perm in enumerate(perms):
-        g = pairwise("linear_predictivity", xs[:2], [y[perm] for y in ys[:2]])
-        for d in ("x_to_y", "y_to_x"):
-            np.testing.assert_allclose(null[d][k], g.scores[d], atol=1e-5)
+        g = pairwise("linear_predictivity", xs[:2], [y[perm] for y in ys[:2]], direction="x_to_y")
+        np.testing.assert_allclose(null["x_to_y"][k], g.scores["x_to_y"], atol=1e-5)
+        g = pairwise("linear_predictivity", [x[perm] for x in xs[:2]], ys[:2], direction="y_to_x")
+        np.testing.assert_allclose(null["y_to_x"][k], g.scores["y_to_x"], atol=1e-5)
+
+
+def test_prepare_target_is_what_compare_reads_from_the_target():
+    from align.metrics import get_metric
+
+    m = get_metric("linear_predictivity")
+    xs, ys = _layers(10, n=30)
+    full, cheap = m.prepare(ys[0], folds=4), m.prepare_target(ys[0], folds=4)
+    px = m.prepare(xs[0], folds=4)
+    assert set(cheap) < set(full)
+    np.testing.assert_allclose(m.compare(px, cheap), m.compare(px, full), rtol=1e-6)
 
 
 def test_permutation_and_bootstrap_statistics():

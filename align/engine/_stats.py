@@ -1,8 +1,8 @@
 """Statistics on any metric over a whole layer grid: permutation nulls, bootstrap intervals, paired differences.
 
 Every metric's prepared form depends on the order of the rows, so a resampled data set is re-prepared: one
-permutation of the stimulus pairing = the rows of every Y layer permuted, then prepared, then compared with the
-(unchanged) prepared X layers. Draws (permutation index arrays, bootstrap index arrays, condition-swap masks) are
+permutation of the stimulus pairing = the rows of every Y layer permuted (for an asymmetric metric, the rows of
+each direction's target), then prepared, then compared with the (unchanged) prepared other side. Draws (permutation index arrays, bootstrap index arrays, condition-swap masks) are
 generated on the host with NumPy from ``seed`` and passed to one jitted call per block of the grid, which maps over
 them ``batch_size`` at a time (each batch ``vmap``-ed, batches in a ``lax.map``): no Python loop per draw.
 
@@ -36,6 +36,8 @@ from align.engine._pairwise import _plan
 from align.engine._pairwise import _prepare_groups
 from align.engine._pairwise import _prepare_parts
 from align.engine._pairwise import _score_of
+from align.engine._pairwise import X_TO_Y
+from align.engine._pairwise import Y_TO_X
 from align.engine._pairwise import pairwise
 
 #: Draws (permutations, resamples) per compiled step unless ``batch_size`` is given.
@@ -48,12 +50,15 @@ def _scores(out):
     return {d: _score_of(v) for d, v in out.items()}
 
 
-@functools.partial(jax.jit, static_argnames=_STATIC)
-def _null_call(prep_x, y_groups, perms, traced_prep, traced_comp, *, prepare, static_prep, compare, static_comp,
-               directions, chunk_size, batch_size):
+@functools.partial(jax.jit, static_argnames=_STATIC + ("permute_x",))
+def _null_call(prep_fixed, groups, perms, traced_prep, traced_comp, *, prepare, static_prep, compare, static_comp,
+               directions, chunk_size, batch_size, permute_x=False):
+    """The grid under each permutation of the rows of one side (``groups``; Y unless ``permute_x``), the other
+    side's prepared layers (``prep_fixed``) unchanged."""
     def one(perm):
-        prep_y = _prepare_groups(tuple(g[:, perm] for g in y_groups), traced_prep, prepare, static_prep)
-        return _scores(_grid_body(prep_x, prep_y, traced_comp, compare, static_comp, directions, chunk_size))
+        prep_p = _prepare_groups(tuple(g[:, perm] for g in groups), traced_prep, prepare, static_prep)
+        px, py = (prep_p, prep_fixed) if permute_x else (prep_fixed, prep_p)
+        return _scores(_grid_body(px, py, traced_comp, compare, static_comp, directions, chunk_size))
 
     return lax.map(one, perms, batch_size=batch_size)
 
@@ -119,16 +124,39 @@ def bootstrap_rows(n: int, n_boot: int, seed: int = 0) -> np.ndarray:
 
 
 def null_distribution(plan: _Plan, perms: np.ndarray, batch_size=None) -> dict[str, np.ndarray]:
-    """``{direction: [n_perm, Lx, Ly]}``: the grid with the rows of every Y layer permuted by each of ``perms``."""
+    """``{direction: [n_perm, Lx, Ly]}``: the grid with the stimulus pairing permuted by each of ``perms``.
+
+    A symmetric metric permutes the rows of every Y layer. An asymmetric one permutes the rows of the target of
+    each direction -- Y for ``x_to_y``, X for ``y_to_x`` -- as a permutation test of a regression permutes the
+    response: the source's prepared layers (and, for linear predictivity, its folds) stay as observed, and only
+    the target is re-prepared, with the metric's ``prepare_target`` when it has one.
+    """
     kw = plan.kw
+    m = plan.metric
     static = _static(plan, batch_size, len(perms))
-    blocks = {}
+    perms = jnp.asarray(perms)
+    blocks: dict = {}
     with jax.default_matmul_precision("highest"):
         preps_x = _prepare_parts(plan, plan.parts_x)
-        for a, px in enumerate(preps_x):
-            for b, part_y in enumerate(plan.parts_y):
-                out = _null_call(px, _groups(part_y), jnp.asarray(perms), kw.traced_prep, kw.traced_comp, **static)
-                blocks[(a, b)] = jax.device_get(out)
+        if m.symmetric:
+            for a, px in enumerate(preps_x):
+                for b, part_y in enumerate(plan.parts_y):
+                    blocks[(a, b)] = jax.device_get(_null_call(px, _groups(part_y), perms, kw.traced_prep,
+                                                               kw.traced_comp, **static))
+            return _assemble(plan, blocks, lead_shape=(len(perms),), transpose_within=False)
+        target = dict(static, prepare=m.prepare_target or m.prepare)
+        if Y_TO_X in plan.directions:
+            preps_y = preps_x if plan.within else _prepare_parts(plan, plan.parts_y)
+        for d in plan.directions:
+            for a, part_x in enumerate(plan.parts_x):
+                for b, part_y in enumerate(plan.parts_y):
+                    if d == X_TO_Y:
+                        out = _null_call(preps_x[a], _groups(part_y), perms, kw.traced_prep, kw.traced_comp,
+                                         **dict(target, directions=(d,)))
+                    else:
+                        out = _null_call(preps_y[b], _groups(part_x), perms, kw.traced_prep, kw.traced_comp,
+                                         **dict(target, directions=(d,)), permute_x=True)
+                    blocks.setdefault((a, b), {}).update(jax.device_get(out))
     return _assemble(plan, blocks, lead_shape=(len(perms),), transpose_within=False)
 
 
@@ -190,7 +218,8 @@ def permutation_null(metric, Xs, Ys, n_perm: int = 1000, seed: int = 0, *, align
 
     Args:
       metric, Xs, Ys, align_by_id, direction, chunk_size: as :func:`align.engine.pairwise`.
-      n_perm: number of random permutations of the rows of Y (the same permutations for every layer pair).
+      n_perm: number of random permutations of the stimulus pairing (the rows of Y; for an asymmetric metric the
+        rows of each direction's target), the same permutations for every layer pair.
       seed: NumPy seed of the permutations. (A metric's own ``seed`` -- linear_predictivity's fold shuffling --
         goes in the spec string, e.g. ``"linear_predictivity(seed=1)"``.)
       batch_size: permutations per compiled step (vmapped; memory grows with it). Default 8.

@@ -45,6 +45,10 @@ class Metric:
       grid_chunk: layer pairs the engine evaluates at once by default (vmapped); None = one whole row of the grid.
         Heavy compares (ridge: alphas x folds of [n, r] x [r, q] matmuls) run faster one pair at a time on CPU,
         where XLA's batched matmuls leave the fast GEMM path.
+      prepare_target: optional cheaper ``prepare`` for an asymmetric metric: the part of the prepared form that
+        ``compare`` reads from its second argument (the target). The engine uses it where a layer only ever enters
+        as a target, as in permutation nulls, which permute the target's rows (linear predictivity: the target's
+        data and per-fold means, without the per-fold SVDs).
       reference: the paper or implementation the definition follows.
       doc: one line on what it measures.
     """
@@ -66,6 +70,7 @@ class Metric:
     doc: str = ""
     pad_invariant: bool = True
     grid_chunk: int | None = None
+    prepare_target: Callable[..., Any] | None = None
 
     def __post_init__(self):
         unknown = set(self.invariances) - INVARIANCES

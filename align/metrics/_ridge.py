@@ -215,6 +215,19 @@ def prepare_linear_predictivity(X, folds=5, seed: int = 0, scale: bool = False):
     return _prepare_folds(X, rows, rank=_rank(p, n_train_max), scale=bool(scale))
 
 
+def prepare_linear_predictivity_target(Y, folds=5, seed: int = 0, scale: bool = False):
+    """What :func:`compare_linear_predictivity` reads from its target: the data and per-fold means and stds.
+
+    Same arguments as :func:`prepare_linear_predictivity`; no decompositions (used where a layer is only a target,
+    e.g. in permutation nulls).
+    """
+    fold_ids = kfold_ids(Y.shape[0], folds, seed)
+    rows = {k: jnp.asarray(v) for k, v in fold_rows(fold_ids).items()}
+    Y = jnp.asarray(Y, jnp.float32)
+    mu, sd = _target_stats(Y, rows, bool(scale))
+    return {"data": Y, "mu": mu, "sd": sd}
+
+
 def _fold_predict(Y, tr, tr_valid, te, mu, sd, U, s2, T, lev0, null, alphas, *, alpha_per_target: bool,
                   alpha_selection: str):
     """Predictions ``[n_test_max, q]`` of one fold's held-out rows and the chosen alphas ``[q]``."""
@@ -423,6 +436,7 @@ register_metric(
         name="linear_predictivity",
         grid_chunk=1,  # one pair at a time: 4x faster than a vmapped row on CPU (batched matmuls are slow there)
         prepare=prepare_linear_predictivity,
+        prepare_target=prepare_linear_predictivity_target,
         compare=compare_linear_predictivity,
         symmetric=False,
         bounds=(-1.0, 1.0),
