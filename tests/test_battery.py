@@ -159,11 +159,11 @@ def _engine_runs(name):
     X1, Y = _base(2, p=12, q=7)
     X2, _ = _base(3, p=5, q=7)
     first = align.pairwise(name, [X1, X2], [Y])
-    sizes = (_pairwise._prepare_call._cache_size(), _pairwise._grid_call._cache_size())
+    sizes = (_pairwise._prepare_into._cache_size(), _pairwise._grid_call._cache_size())
     X1b, Yb = _base(4, p=12, q=7)
     X2b, _ = _base(5, p=5, q=7)
     second = align.pairwise(name, [X1b, X2b], [Yb])
-    after = (_pairwise._prepare_call._cache_size(), _pairwise._grid_call._cache_size())
+    after = (_pairwise._prepare_into._cache_size(), _pairwise._grid_call._cache_size())
     return (X1, X2, Y), first, sizes, after, second
 
 

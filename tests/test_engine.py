@@ -118,11 +118,11 @@ def test_width_dependent_prepare_without_pad_invariance_is_grouped():
 def test_no_recompilation_on_second_call_and_alpha_sweep():
     xs, ys = _layers(4)
     pairwise("linear_predictivity", xs, ys)
-    sizes = (_pairwise._grid_call._cache_size(), _pairwise._prepare_call._cache_size())
+    sizes = (_pairwise._grid_call._cache_size(), _pairwise._prepare_into._cache_size())
     xs2, ys2 = _layers(5)
     pairwise("linear_predictivity", xs2, ys2)
     pairwise("linear_predictivity", xs2, ys2, alphas=np.logspace(-2, 4, 17))  # traced: same program
-    assert (_pairwise._grid_call._cache_size(), _pairwise._prepare_call._cache_size()) == sizes
+    assert (_pairwise._grid_call._cache_size(), _pairwise._prepare_into._cache_size()) == sizes
 
 
 def test_input_errors_name_the_layer():

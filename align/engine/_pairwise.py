@@ -1,7 +1,7 @@
 """Every layer pair of two models under one metric, in one compiled call (or a few).
 
-The engine does the per-layer work once (``metric.prepare`` on each layer, batched with ``lax.map`` over the
-stacked layers) and then evaluates ``metric.compare`` on every (x layer, y layer) pair inside one jitted call:
+The engine does the per-layer work once (``metric.prepare`` on each layer, one layer at a time into a stack
+updated in place, so the raw activations are never copied as a whole) and then evaluates ``metric.compare`` on every (x layer, y layer) pair inside one jitted call:
 ``lax.map`` over chunks of pairs, each chunk ``vmap``-ed (``chunk_size`` pairs at a time bounds memory). Layers of
 different widths are stacked as they are when the prepared shapes do not depend on width (centered Grams, RDMs);
 otherwise they are zero-padded to the widest layer of their width bucket (widths within a factor ``PAD_RATIO`` of
@@ -306,10 +306,24 @@ def _split_kwargs(metric: Metric, kwargs: Mapping[str, Any]) -> _Kwargs:
 @dataclasses.dataclass(frozen=True)
 class _Part:
     """Layers of one side whose prepared forms share one shape: ``index`` (positions on the side, in stacking
-    order) and ``groups`` (raw ``[L_g, n, d_g]`` stacks whose concatenated prepared forms follow ``index``)."""
+    order) and ``groups`` (per raw width, its ``[n, d_g]`` layers; all zero-padded to ``pad_to`` when set). The
+    layers are the caller's arrays, not copies: they are stacked only where a statistic re-prepares them."""
 
     index: np.ndarray
-    groups: tuple[np.ndarray, ...]
+    groups: tuple[tuple[np.ndarray, ...], ...]
+    pad_to: int | None = None
+
+    def layers(self):
+        """Every layer in ``index`` order, padded to ``pad_to`` (one padded copy at a time)."""
+        for group in self.groups:
+            for a in group:
+                yield a if self.pad_to is None else _pad(a, self.pad_to)
+
+    def stacks(self) -> tuple[np.ndarray, ...]:
+        """Raw ``[L_g, n, d_g]`` stacks, one per group (one stack when padded), for statistics that re-prepare."""
+        if self.pad_to is not None:
+            return (np.stack(list(self.layers())),)
+        return tuple(np.stack(g) for g in self.groups)
 
 
 def _prep_signature(metric: Metric, n: int, d: int, kw: _Kwargs):
@@ -351,9 +365,7 @@ def _parts(metric: Metric, arrays: list[np.ndarray], kw: _Kwargs) -> list[_Part]
 
     def part(ds, pad_to=None):
         index = [i for d in ds for i in by_width[d]]
-        if pad_to is not None:
-            return _Part(np.asarray(index), (np.stack([_pad(arrays[i], pad_to) for i in index]),))
-        return _Part(np.asarray(index), tuple(np.stack([arrays[i] for i in by_width[d]]) for d in ds))
+        return _Part(np.asarray(index), tuple(tuple(arrays[i] for i in by_width[d]) for d in ds), pad_to)
 
     if len(set(signature.values())) == 1:
         return [part(widths)]
@@ -408,9 +420,11 @@ _STATIC_PREP = ("prepare", "static_kw")
 _STATIC_GRID = ("compare", "static_kw", "directions", "chunk_size")
 
 
-@functools.partial(jax.jit, static_argnames=_STATIC_PREP)
-def _prepare_call(groups, traced_kw, *, prepare, static_kw):
-    return _prepare_groups(groups, traced_kw, prepare, static_kw)
+@functools.partial(jax.jit, static_argnames=_STATIC_PREP, donate_argnums=(0,))
+def _prepare_into(stack, i, X, traced_kw, *, prepare, static_kw):
+    """``stack`` with layer ``i`` set to the prepared ``X`` (``stack`` is donated: updated in place)."""
+    prep = (prepare or _identity)(X, **{**dict(static_kw), **traced_kw})
+    return jax.tree_util.tree_map(lambda s, p: s.at[i].set(p), stack, prep)
 
 
 @functools.partial(jax.jit, static_argnames=_STATIC_GRID)
@@ -480,10 +494,27 @@ def _plan(metric, Xs, Ys, *, kwargs, align_by_id=False, direction=None, chunk_si
                  metric.grid_chunk if chunk_size is None else int(chunk_size), n)
 
 
-def _prepare_parts(plan: _Plan, parts: list[_Part]):
+def _prepare_part(plan: _Plan, part: _Part):
+    """The prepared layers of one part, stacked along a leading layer axis.
+
+    Layer by layer into a preallocated stack that each step updates in place (donated), so the peak memory is the
+    prepared stack plus one layer: no stacked copy of the raw activations is ever made.
+    """
     kw = plan.kw
-    return [_prepare_call(tuple(jnp.asarray(g) for g in p.groups), kw.traced_prep,
-                          prepare=plan.metric.prepare, static_kw=kw.static_prep) for p in parts]
+    fn = functools.partial(plan.metric.prepare or _identity, **dict(kw.static_prep))
+    stack = None
+    for i, X in enumerate(part.layers()):
+        X = jnp.asarray(X)
+        if stack is None:
+            shapes = jax.eval_shape(lambda a, t: fn(a, **t), X, kw.traced_prep)
+            stack = jax.tree_util.tree_map(lambda s: jnp.zeros((len(part.index),) + s.shape, s.dtype), shapes)
+        stack = _prepare_into(stack, jnp.int32(i), X, kw.traced_prep, prepare=plan.metric.prepare,
+                              static_kw=kw.static_prep)
+    return stack
+
+
+def _prepare_parts(plan: _Plan, parts: list[_Part]):
+    return [_prepare_part(plan, p) for p in parts]
 
 
 def _score_of(out):

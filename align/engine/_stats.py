@@ -109,7 +109,7 @@ def _static(plan: _Plan, batch_size, n_draws):
 
 
 def _groups(part):
-    return tuple(jnp.asarray(g) for g in part.groups)
+    return tuple(jnp.asarray(g) for g in part.stacks())
 
 
 def permutations(n: int, n_perm: int, seed: int = 0) -> np.ndarray:
