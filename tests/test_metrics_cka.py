@@ -3,11 +3,15 @@
 # rbf 3.8e-7, rbf debiased 6.8e-7. Tests assert < 1e-4.
 """Linear and RBF CKA against float64 NumPy oracles."""
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import align.metrics as M
 from align.metrics import _cka
+from align.metrics import _kernels
+from align.metrics._rdm import condensed
 
 
 def _pair(n=40, p=12, q=25, seed=0):
@@ -86,6 +90,18 @@ def test_rbf_cka_matches_numpy(sigma_frac):
     K, L = rbf_np(X, sigma_frac), rbf_np(Y, sigma_frac)
     want = cka_from_hsic(K, L, hsic_biased)
     assert abs(float(M.rbf_cka(X, Y, sigma_frac=sigma_frac)) - want) < 1e-4
+
+
+def test_rbf_bandwidth_is_exactly_the_median():
+    # the int32-key median equals jnp.median of the condensed squared distances bit for bit, so the Gram does too
+    @jax.jit
+    def rbf_gram_with_jnp_median(X, sigma_frac):
+        D = _kernels.squared_distances(X)
+        return jnp.exp(-D / (2.0 * (sigma_frac**2 * jnp.median(condensed(D)))))
+
+    X = _pair(n=41, seed=5)[0].astype(np.float32)  # 820 distances: an even count
+    got = jax.jit(_cka.rbf_gram)(X, np.float32(0.7))
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(rbf_gram_with_jnp_median(X, np.float32(0.7))))
 
 
 def test_rbf_cka_debiased_matches_song_loop():

@@ -1,7 +1,8 @@
 # Oracles: scipy.stats.spearmanr / pearsonr / rankdata on scipy pdist RDMs (float64), and rsatoolbox's
 # rdm.compare on one RDM each (copies passed: rsatoolbox edits inputs in place).
 # Largest |float32 - float64 oracle| observed (n = 40, 5 seeds, all rdm kinds x compare modes): 1.8e-6 vs scipy,
-# 1.8e-6 vs rsatoolbox; rankdata exact (0.0); tied integer sqeuclidean RDMs vs spearmanr < 1e-6.
+# 1.8e-6 vs rsatoolbox; rankdata exact (0.0, also on ties, signed zeros, infinities, subnormals, all-equal);
+# tied integer sqeuclidean RDMs vs spearmanr < 1e-6.
 """RSA and average-rank ranking against scipy and rsatoolbox."""
 
 import jax
@@ -61,6 +62,41 @@ def test_rankdata_ties_match_scipy():
     w = rng.normal(size=50).astype(np.float32)
     np.testing.assert_array_equal(np.asarray(rankdata(w)), sp_rankdata(w))
     np.testing.assert_array_equal(np.asarray(rankdata(np.ones(5, np.float32))), np.full(5, 3.0))
+
+
+def _hard_vectors():
+    """Vectors that stress an int32-key rank: ties, negatives, both zeros, infinities, subnormals, an outlier that
+    puts almost every key in one bucket, all-equal, and very short ones."""
+    rng = np.random.default_rng(7)
+    tiny = np.finfo(np.float32).smallest_subnormal
+    return {
+        "ties": rng.integers(-3, 4, size=5000).astype(np.float32),
+        "many ties, long": (rng.integers(0, 50, size=200_000) * 0.01).astype(np.float32),
+        "normal": rng.normal(size=3000).astype(np.float32),
+        "signed zeros and infinities": np.array([0.0, -0.0, 1.0, -np.inf, -1.0, 0.0, np.inf, -0.0, -1.0], np.float32),
+        "subnormals": np.array([tiny, -tiny, 0.0, 3 * tiny, -2 * tiny, tiny, 1e-30], np.float32),
+        "outlier": np.r_[rng.random(4000), 3e38, -3e38].astype(np.float32),
+        "all equal": np.full(1000, 0.7, np.float32),
+        "one": np.array([5.0], np.float32),
+        "two equal": np.array([2.0, 2.0], np.float32),
+        "two": np.array([2.0, -2.0], np.float32),
+    }
+
+
+def test_rankdata_exact_on_hard_vectors():
+    rankdata = jax.jit(M.rankdata)
+    for name, v in _hard_vectors().items():
+        got = np.asarray(rankdata(v))
+        assert got.dtype == np.float32, name
+        np.testing.assert_array_equal(got, sp_rankdata(v), err_msg=name)
+
+
+def test_tie_counts_against_numpy():
+    for name, v in _hard_vectors().items():
+        sorted_v, below, upto = (np.asarray(a) for a in jax.jit(_rsa.tie_counts)(v))
+        np.testing.assert_array_equal(sorted_v, np.sort(v), err_msg=name)  # -0.0 == 0.0 for numpy too
+        np.testing.assert_array_equal(below, np.searchsorted(np.sort(v), v, side="left"), err_msg=name)
+        np.testing.assert_array_equal(upto, np.searchsorted(np.sort(v), v, side="right"), err_msg=name)
 
 
 def test_spearman_with_tied_distances():

@@ -2,14 +2,18 @@
 # pools quantiles across RDMs, so one RDM at a time), a slow float64 Floyd-Warshall loop for geodesic=True, and
 # scipy spearmanr / pearsonr on the transformed float64 RDMs.
 # Largest |float32 - float64 oracle| observed (n = 40, 5 seeds): transform 7.9e-7 vs rsatoolbox, geodesic
-# transform 1.2e-7 vs the loop, topological_rsa 2.1e-7 (geodesic, n = 20: 7.4e-8) vs scipy.
+# transform 1.2e-7 vs the loop, topological_rsa 2.1e-7 (geodesic, n = 20: 7.4e-8) vs scipy. The ranks from one sort
+# (geotopological_ranks) equal scipy's rankdata of the transformed values exactly.
 """Geo-topological transform and topological RSA."""
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy.spatial.distance import pdist
 from scipy.spatial.distance import squareform
 from scipy.stats import pearsonr
+from scipy.stats import rankdata as sp_rankdata
 from scipy.stats import spearmanr
 
 import align.metrics as M
@@ -61,6 +65,43 @@ def test_transform_matches_rsatoolbox(low, high):
     np.testing.assert_allclose(want, gt_numpy(v, low, high), atol=1e-12)
     got_unshifted = np.asarray(M.geotopological_transform((v - 1.0).astype(np.float32), low, high))
     assert np.max(np.abs(got_unshifted - gt_numpy(v - 1.0, low, high))) < 1e-4
+
+
+def _rdm_like_vectors():
+    rng = np.random.default_rng(8)
+    X, _ = _pair(seed=7)
+    return {
+        "correlation RDM": pdist(X, "correlation").astype(np.float32),
+        "tied integer RDM": pdist(rng.integers(0, 3, size=(30, 3)), "sqeuclidean").astype(np.float32),
+        "negatives with ties": rng.integers(-4, 4, size=600).astype(np.float32),
+        "normal": rng.normal(size=900).astype(np.float32),
+        "all equal": np.full(45, 0.3, np.float32),
+    }
+
+
+@pytest.mark.parametrize(("low", "high"), [(0.2, 0.8), (0.0, 0.5), (0.1, 1.0), (0.0, 1.0), (0.45, 0.55)])
+def test_ranks_from_one_sort_are_the_ranks_of_the_transform(low, high):
+    ranks = jax.jit(_topology.geotopological_ranks)
+    for name, v in _rdm_like_vectors().items():
+        got = np.asarray(ranks(v, low, high))
+        # ties blocks at the quantiles (jnp.quantile's float32 values), the values themselves in between
+        lo, hi = np.asarray(jnp.quantile(jnp.asarray(v), jnp.array([low, high], jnp.float32)))
+        blocks = np.where(v <= lo, -np.inf, np.where(v >= hi, np.inf, v))
+        if lo == hi:
+            blocks = np.where(v <= lo, 0.0, 1.0)
+        np.testing.assert_array_equal(got, sp_rankdata(blocks), err_msg=name)
+        # and the ranks of the transformed values themselves (no float32 rounding ties in these vectors)
+        f = np.asarray(M.geotopological_transform(v, low, high))
+        np.testing.assert_array_equal(got, sp_rankdata(f), err_msg=name)
+
+
+def test_transform_quantiles_are_jnp_quantile():
+    for name, v in _rdm_like_vectors().items():
+        for low, high in [(0.2, 0.8), (0.0, 1.0), (0.33, 0.9)]:
+            # both compiled (eager op-by-op evaluation may round a (1 − w) + b w differently by one ulp)
+            got = np.asarray(jax.jit(_topology._quantiles_of_sorted)(np.sort(v), low, high))
+            want = np.asarray(jnp.quantile(jnp.asarray(v), jnp.array([low, high], jnp.float32)))
+            np.testing.assert_array_equal(got, want, err_msg=name)
 
 
 def test_geodesic_matches_floyd_warshall_loop():

@@ -2,6 +2,10 @@
 
 The condensed vector lists the upper triangle row by row: pairs (0, 1), (0, 2), …, (0, n−1), (1, 2), …, length
 ``n (n − 1) / 2``. Pure JAX, float32, computed from one Gram matrix (no ``[n, n, d]`` intermediate).
+
+Sorting RDM values (ranks, quantiles, the median bandwidth of RBF CKA) goes through :func:`sort_key`: XLA's CPU
+sort of int32 is 4-5x faster than its float32 sort (0.12 s vs 0.5 s for 2M values, one core), and the key map is
+exact, so sorting keys and mapping back gives the float sort.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from align.metrics import _kernels
 from align.metrics._validate import MetricInputError
@@ -71,6 +76,45 @@ def condensed(D):
     """Upper triangle (without diagonal) of ``[n, n]`` in ``pdist`` order, ``[n (n − 1) / 2]``."""
     i, j = condensed_indices(D.shape[0])
     return D[i, j]
+
+
+def sort_key(v):
+    """Order-preserving int32 key of float32 values: ``a < b`` iff ``sort_key(a) < sort_key(b)``, ``a == b`` iff equal.
+
+    A float32 is stored as sign and magnitude, and for a non-negative float the bit pattern read as int32 already
+    increases with the value; a negative float's key is minus its magnitude bits (``−(bits & 0x7FFFFFFF)``), so a
+    larger magnitude gives a smaller key and ``-0.0`` gets the key 0 of ``+0.0`` (they compare equal). Integer
+    operations only, so exact for every non-NaN value, ±inf and subnormals included (XLA on CPU treats subnormals
+    as zero in float comparisons; the keys keep them apart, as numpy does). ``[...] float32 -> [...] int32``;
+    inverse :func:`from_sort_key`.
+    """
+    bits = lax.bitcast_convert_type(jnp.asarray(v, jnp.float32), jnp.int32)
+    return jnp.where(bits < 0, -(bits & 0x7FFFFFFF), bits)
+
+
+def from_sort_key(k):
+    """Float32 values of :func:`sort_key` keys (``-0.0`` comes back as ``0.0``). ``[...] int32 -> [...] float32``."""
+    bits = jnp.where(k < 0, (-k) | jnp.int32(-(2**31)), k)
+    return lax.bitcast_convert_type(bits, jnp.float32)
+
+
+def sort_float32(v):
+    """``jnp.sort`` of a float32 vector ``[m]`` (no NaN) through its int32 keys; ``-0.0`` comes back as ``0.0``."""
+    return from_sort_key(jnp.sort(sort_key(v)))
+
+
+def condensed_median(D):
+    """Median of the condensed entries of ``D`` ``[n, n]`` (upper triangle, diagonal excluded); a float32 scalar.
+
+    Equal to ``jnp.median(condensed(D))`` (mean of the two middle values for an even count, computed as
+    ``(a + b) * 0.5`` like it), but sorted as int32 keys (:func:`sort_float32`). The middle positions are integers,
+    so they stay exact for any count (jnp.median finds them with a float32 product). ``D`` must have no NaN. The
+    upper-triangle gather stays (8 ms at n = 2000): sorting the whole matrix instead, with its symmetric duplicates,
+    would sort twice as many keys.
+    """
+    s = sort_float32(condensed(D))
+    m = s.shape[0]
+    return (s[(m - 1) // 2] + s[m // 2]) * 0.5
 
 
 def condensed_rdm(X, kind: str = "correlation"):

@@ -17,12 +17,15 @@ from jax import lax
 from align.metrics._rdm import condensed
 from align.metrics._rdm import condensed_indices
 from align.metrics._rdm import condensed_rdm
+from align.metrics._rdm import sort_float32
 from align.metrics._registry import Metric
 from align.metrics._registry import register_metric
 from align.metrics._rsa import _validate_rsa
+from align.metrics._rsa import average_rank
 from align.metrics._rsa import check_rdm_pair
 from align.metrics._rsa import compare_rsa
 from align.metrics._rsa import rdm_vector_unit
+from align.metrics._rsa import tie_counts
 
 
 def _square_from_condensed(v, n: int):
@@ -69,6 +72,31 @@ def geodesic_distances(f, n: int | None = None):
     return jnp.where(finite, scaled, 1.0)
 
 
+def _quantiles_of_sorted(sorted_v, low, high):
+    """The ``low`` and ``high`` quantiles of ascending ``sorted_v`` ``[m]``, linear interpolation (``numpy.quantile``).
+
+    The same float32 arithmetic as ``jnp.quantile``: position ``q (m − 1)``, ``a (1 − w) + b w`` between its floor
+    and ceiling.
+    """
+    m = sorted_v.shape[0]
+    position = jnp.stack([jnp.asarray(low, jnp.float32), jnp.asarray(high, jnp.float32)]) * jnp.float32(m - 1)
+    floor, ceil = jnp.floor(position), jnp.ceil(position)
+    weight = position - floor
+    a = sorted_v[jnp.clip(floor, 0, m - 1).astype(jnp.int32)]
+    b = sorted_v[jnp.clip(ceil, 0, m - 1).astype(jnp.int32)]
+    lo, hi = a * (1.0 - weight) + b * weight
+    return lo, hi
+
+
+def _transform(v, lo, hi):
+    span = hi - lo
+    return jnp.where(
+        span > 0,
+        jnp.clip((v - lo) / jnp.where(span > 0, span, 1.0), 0.0, 1.0),
+        (v > lo).astype(jnp.float32),
+    )
+
+
 def geotopological_transform(v, low=0.2, high=0.8, geodesic: bool = False):
     """Geo-topological transform of one condensed RDM (Lin & Kriegeskorte 2024).
 
@@ -78,7 +106,7 @@ def geotopological_transform(v, low=0.2, high=0.8, geodesic: bool = False):
     (see :func:`geodesic_distances`).
 
     Args:
-      v: ``[m]`` condensed RDM, ``m = n (n − 1) / 2``.
+      v: ``[m]`` condensed RDM, ``m = n (n − 1) / 2``, no NaN.
       low: lower quantile in [0, 1); traced.
       high: upper quantile in (low, 1]; traced.
       geodesic: static.
@@ -87,23 +115,53 @@ def geotopological_transform(v, low=0.2, high=0.8, geodesic: bool = False):
       ``[m]`` float32 in [0, 1].
     """
     v = jnp.asarray(v, jnp.float32)
-    lo, hi = jnp.quantile(v, jnp.stack([jnp.asarray(low, jnp.float32), jnp.asarray(high, jnp.float32)]))
-    span = hi - lo
-    f = jnp.where(
-        span > 0,
-        jnp.clip((v - lo) / jnp.where(span > 0, span, 1.0), 0.0, 1.0),
-        (v > lo).astype(jnp.float32),
-    )
+    lo, hi = _quantiles_of_sorted(sort_float32(v), low, high)
+    f = _transform(v, lo, hi)
     if geodesic:
         f = geodesic_distances(f)
     return f
 
 
+def geotopological_ranks(v, low=0.2, high=0.8):
+    """Average ranks (from 1) of ``geotopological_transform(v, low, high)`` from a single sort of ``v``.
+
+    The transform is monotone, so its ranks follow from those of ``v``: the entries ``<= l`` all become 0 (one tie
+    block, average rank ``(c_low + 1) / 2``), those ``>= u`` all become 1 (the last ``c_high`` positions), and in
+    between ``f`` is strictly increasing, so an entry keeps the average rank of its value in ``v``. ``l`` and ``u``
+    are read from the same sort (:func:`align.metrics._rsa.tie_counts`). The middle band is ranked by ``d`` itself,
+    so two values whose float32 ``(d − l) / (u − l)`` happen to round to the same number keep their order (the
+    exact transform is strictly increasing there).
+
+    Args:
+      v: ``[m]`` condensed RDM, no NaN.
+      low, high: quantiles as in :func:`geotopological_transform` (traced).
+
+    Returns:
+      ``[m]`` float32 ranks, as ``scipy.stats.rankdata(f, "average")`` of the exact transform ``f``.
+    """
+    v = jnp.asarray(v, jnp.float32)
+    m = v.shape[0]
+    sorted_v, below, upto = tie_counts(v)
+    lo, hi = _quantiles_of_sorted(sorted_v, low, high)
+    in_low = v <= lo
+    in_high = (v >= hi) & ~in_low  # when u == l, f is 1 exactly above l
+    c_low = jnp.sum(in_low, dtype=jnp.int32)
+    c_high = jnp.sum(in_high, dtype=jnp.int32)
+    first = jnp.where(in_low, 0, jnp.where(in_high, m - c_high, below))
+    stop = jnp.where(in_low, c_low, jnp.where(in_high, m, upto))
+    return average_rank(first, stop)
+
+
 def prepare_topological_rsa(X, low=0.2, high=0.8, rdm: str = "correlation", compare: str = "spearman",
                             geodesic: bool = False):
     """Per-layer work: condensed ``rdm`` of ``X`` ``[n, d]``, geo-topological transform, then the unit vector for
-    ``compare`` (see :func:`align.metrics._rsa.rdm_vector_unit`). Returns ``[n (n − 1) / 2]`` float32."""
+    ``compare`` (see :func:`align.metrics._rsa.rdm_vector_unit`). Returns ``[n (n − 1) / 2]`` float32.
+
+    For ``compare="spearman"`` without ``geodesic`` the ranks of the transformed RDM come from one sort of the RDM
+    (:func:`geotopological_ranks`), then are centered and normalised as Spearman's ranks are."""
     v = condensed_rdm(X, rdm)
+    if compare == "spearman" and not geodesic:
+        return rdm_vector_unit(geotopological_ranks(v, low, high), "pearson")
     return rdm_vector_unit(geotopological_transform(v, low, high, geodesic), compare)
 
 
