@@ -142,3 +142,17 @@ def test_cka_rejects_bad_input():
         M.rbf_cka(X, Y, sigma_frac=0.0)
     with pytest.raises(ValueError, match="at least 4"):
         M.get_metric("linear_cka").validate(3, (2, 2), debiased=True)
+
+
+@pytest.mark.parametrize("n", [5, 511, 512, 1031])
+def test_block_gram_is_the_exactly_symmetric_full_product(n):
+    """_kernels.gram computes the upper block triangle only (2 or 4 row blocks above n = 512 / 1024, padding the
+    last block) and mirrors it: same values as A Aᵀ in float64, exactly symmetric, for sizes that do not divide."""
+    import jax.numpy as jnp
+
+    from align.metrics._kernels import gram
+
+    A = np.random.default_rng(n).standard_normal((n, 37)).astype(np.float32)
+    G = np.asarray(gram(jnp.asarray(A)))
+    np.testing.assert_allclose(G, A.astype(np.float64) @ A.T.astype(np.float64), atol=5e-5)
+    assert np.array_equal(G, G.T)

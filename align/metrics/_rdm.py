@@ -42,7 +42,7 @@ def square_rdm(X, kind: str = "correlation"):
         if kind == "correlation":
             X = X - jnp.mean(X, axis=1, keepdims=True)
         Xn = X / jnp.linalg.norm(X, axis=1, keepdims=True)
-        D = jnp.clip(1.0 - _kernels.matmul(Xn, Xn.T), 0.0, 2.0)
+        D = jnp.clip(1.0 - _kernels.gram(Xn), 0.0, 2.0)
         return D * (1.0 - jnp.eye(n, dtype=D.dtype))
     if kind == "sqeuclidean":
         return _kernels.squared_distances(X)
