@@ -5,10 +5,12 @@ equals ``2 − 2 ‖Xᵀ Y‖_*``; the similarity ``‖Xcᵀ Yc‖_* / (‖Xc‖
 angular Procrustes distance of Williams et al. (2021, "Generalized shape metrics on neural representations").
 Zero-padding needs no code: the nuclear norm of ``Xcᵀ Yc`` does not depend on it.
 
-Prepare/compare split: ``prepare`` centers and normalises X and, when it is wider than tall, rotates it onto its
-principal axes (``Xc = U S Vᵀ`` → ``U S``, which has the same Gram matrix and hence the same nuclear norms against
-any Y), so a prep is ``[n, min(n, d)]``; ``compare`` takes the singular values of a ``[min(n, p), min(n, q)]``
-cross-product.
+Prepare/compare split: ``prepare`` centers and normalises X and, when it is wider than tall, replaces it by the
+transposed triangular factor of a QR decomposition (``Xcᵀ = Q R`` → ``Rᵀ``, ``[n, n]``). The score depends on Xc only
+through its Gram matrix ``Xc Xcᵀ = Rᵀ R``: ``Xcᵀ Yc = Q (R Yc)`` and Q has orthonormal columns, so the nuclear norm
+against any Y is unchanged. The QR took 0.24-0.33 s where the SVD it replaces took 1.8-2.6 s (one ``[2000, 2048]``
+layer, one core) and, unlike forming the Gram matrix, does not square the condition number. A prep is
+``[n, min(n, d)]``; ``compare`` takes the singular values of a ``[min(n, p), min(n, q)]`` cross-product.
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ from align.metrics._validate import check_pair
 
 
 def prepare_procrustes(X):
-    """Per-layer work: ``Xc / ‖Xc‖_F``, reduced to ``[n, n]`` principal coordinates when ``d > n``.
+    """Per-layer work: ``Xc / ‖Xc‖_F``, reduced to ``[n, n]`` when ``d > n``.
+
+    The reduction is ``Rᵀ`` from ``Xcᵀ = Q R`` (lower triangular, same Gram matrix ``Xc Xcᵀ`` as Xc, hence the same
+    nuclear norm of the cross product with any other prep).
 
     Returns:
       ``[n, min(n, d)]`` float32 (NaN for a constant X). Zero-padding its columns does not change any score.
@@ -34,14 +39,22 @@ def prepare_procrustes(X):
     Xc = Xc / jnp.linalg.norm(Xc)
     n, d = Xc.shape
     if d > n:
-        U, s, _ = jnp.linalg.svd(Xc, full_matrices=False)
-        Xc = U * s[None, :]
+        Xc = jnp.linalg.qr(Xc.T, mode="r").T
     return Xc
 
 
 def compare_procrustes(prep_x, prep_y):
-    """Normalised Bures similarity from two preps: the nuclear norm of ``prep_xᵀ prep_y``, clipped to [0, 1]."""
-    M = _kernels.matmul(prep_x.T, prep_y)
+    """Normalised Bures similarity from two preps: the nuclear norm of ``prep_xᵀ prep_y``, clipped to [0, 1].
+
+    The cross product is formed tall (more rows than columns; its transpose has the same singular values): LAPACK's
+    SVD of a tall matrix skips an LQ step and was ~20% faster than of the wide one at ``[2000, 768]``. The singular
+    values come from an SVD, not from ``sqrt(eigvalsh(M Mᵀ))``: that is ~2x faster but squares the condition number,
+    and on a grid-S pair (n 2000, widths 768 and 2048) it was off by 5e-4 to 3e-3 from float64, against 2e-7 here.
+    """
+    if prep_x.shape[1] >= prep_y.shape[1]:
+        M = _kernels.matmul(prep_x.T, prep_y)
+    else:
+        M = _kernels.matmul(prep_y.T, prep_x)
     return jnp.clip(jnp.sum(jnp.linalg.svd(M, compute_uv=False)), 0.0, 1.0)
 
 
