@@ -232,3 +232,24 @@ def test_constant_layer_is_an_error_or_skipped_as_nan():
         assert np.isnan(grid.scores[d][0]).all() and np.isfinite(grid.scores[d][1:]).all()
     with pytest.raises(ValueError, match="constant_layers must be"):
         pairwise("linear_cka", xs, ys, constant_layers="ignore")
+
+
+def test_streamed_sources_match_the_all_layers_path():
+    """linear_predictivity (it has prepare_target) is scored one source layer at a time; the same metric without
+    prepare_target goes through the all-layers-prepared path. Mixed widths (two pad buckets), both directions,
+    and within one model."""
+    import dataclasses
+
+    from align.metrics import get_metric
+
+    rng = np.random.default_rng(0)
+    xs = [rng.standard_normal((40, w)).astype(np.float32) for w in (8, 20, 30)]
+    ys = [x[:, :5] @ rng.standard_normal((5, q)).astype(np.float32) + rng.standard_normal((40, q)).astype(np.float32)
+          for x, q in zip(xs, (16, 40, 12))]
+    plain = dataclasses.replace(get_metric("linear_predictivity"), prepare_target=None)
+    streamed, full = pairwise("linear_predictivity", xs, ys, folds=4), pairwise(plain, xs, ys, folds=4)
+    for d in ("x_to_y", "y_to_x"):
+        np.testing.assert_array_equal(streamed.scores[d], full.scores[d])
+    within, within_full = pairwise_within("linear_predictivity", xs, folds=4), pairwise_within(plain, xs, folds=4)
+    for d in ("x_to_y", "y_to_x"):
+        np.testing.assert_array_equal(within.scores[d], within_full.scores[d])

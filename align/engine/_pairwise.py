@@ -7,7 +7,9 @@ different widths are stacked as they are when the prepared shapes do not depend 
 otherwise they are zero-padded to the widest layer of their width bucket (widths within a factor ``PAD_RATIO`` of
 each other) when the metric says ``pad_invariant`` (its value does not change under zero feature columns), and
 only otherwise split into groups of equal shape; one compiled call per pair of buckets or groups. ``batched=False`` is the documented fallback: a Python loop over pairs (one small compiled call per
-pair), for a custom probe whose compare cannot be ``vmap``-ed.
+pair), for a custom probe whose compare cannot be ``vmap``-ed. An asymmetric metric with a ``prepare_target``
+(linear predictivity) streams its sources instead: per direction the targets are prepared cheaply once, and each
+source layer is fully prepared, scored against every target and dropped, so memory holds one source's preparation.
 
 jit discipline (STYLE 4): the jitted functions live at module level; the metric's ``static`` keyword arguments (and
 any non-numeric or integer argument: kinds, counts, fold layouts) are static, float arguments (alphas, quantiles,
@@ -494,27 +496,27 @@ def _plan(metric, Xs, Ys, *, kwargs, align_by_id=False, direction=None, chunk_si
                  metric.grid_chunk if chunk_size is None else int(chunk_size), n)
 
 
-def _prepare_part(plan: _Plan, part: _Part):
-    """The prepared layers of one part, stacked along a leading layer axis.
+def _prepare_part(plan: _Plan, part: _Part, prepare=None):
+    """The prepared layers of one part (by ``prepare``, default the metric's), stacked along a leading layer axis.
 
     Layer by layer into a preallocated stack that each step updates in place (donated), so the peak memory is the
     prepared stack plus one layer: no stacked copy of the raw activations is ever made.
     """
     kw = plan.kw
-    fn = functools.partial(plan.metric.prepare or _identity, **dict(kw.static_prep))
+    prepare = prepare or plan.metric.prepare
+    fn = functools.partial(prepare or _identity, **dict(kw.static_prep))
     stack = None
     for i, X in enumerate(part.layers()):
         X = jnp.asarray(X)
         if stack is None:
             shapes = jax.eval_shape(lambda a, t: fn(a, **t), X, kw.traced_prep)
             stack = jax.tree_util.tree_map(lambda s: jnp.zeros((len(part.index),) + s.shape, s.dtype), shapes)
-        stack = _prepare_into(stack, jnp.int32(i), X, kw.traced_prep, prepare=plan.metric.prepare,
-                              static_kw=kw.static_prep)
+        stack = _prepare_into(stack, jnp.int32(i), X, kw.traced_prep, prepare=prepare, static_kw=kw.static_prep)
     return stack
 
 
-def _prepare_parts(plan: _Plan, parts: list[_Part]):
-    return [_prepare_part(plan, p) for p in parts]
+def _prepare_parts(plan: _Plan, parts: list[_Part], prepare=None):
+    return [_prepare_part(plan, p, prepare) for p in parts]
 
 
 def _score_of(out):
@@ -554,6 +556,8 @@ def _assemble(plan: _Plan, blocks: dict, lead_shape=(), transpose_within=True) -
 def _observed(plan: _Plan, batched: bool = True) -> dict[str, np.ndarray]:
     if not batched:
         return _observed_loop(plan)
+    if plan.metric.prepare_target is not None and not plan.metric.symmetric:
+        return _observed_streamed(plan)
     kw = plan.kw
     with jax.default_matmul_precision("highest"):
         preps_x = _prepare_parts(plan, plan.parts_x)
@@ -563,6 +567,39 @@ def _observed(plan: _Plan, batched: bool = True) -> dict[str, np.ndarray]:
             out = _grid_call(preps_x[a], preps_y[b], kw.traced_comp, compare=plan.metric.compare,
                              static_kw=kw.static_comp, directions=dirs, chunk_size=plan.chunk_size)
             blocks[(a, b)] = {d: _score_of(v) for d, v in jax.device_get(out).items()}
+    return _assemble(plan, blocks)
+
+
+def _observed_streamed(plan: _Plan) -> dict[str, np.ndarray]:
+    """An asymmetric metric with a cheap ``prepare_target`` (linear predictivity), one source layer at a time.
+
+    Per direction, every target layer is prepared once with ``prepare_target`` (for ridge: its data and fold means)
+    and each source layer in turn with the full ``prepare`` (its fold SVDs), scored against every target, and
+    dropped. Peak memory is the targets plus ONE source preparation, instead of every layer's (ridge: five
+    ``[n_train, r]`` bases per layer, several times the activations), for the same work.
+    """
+    kw = plan.kw
+    m = plan.metric
+    dirs = (X_TO_Y,) if plan.within else plan.directions  # within one model y_to_x is x_to_y transposed
+    blocks: dict = {}
+    with jax.default_matmul_precision("highest"):
+        for d in dirs:
+            sources, targets = (plan.parts_x, plan.parts_y) if d == X_TO_Y else (plan.parts_y, plan.parts_x)
+            prepped = _prepare_parts(plan, targets, m.prepare_target)
+            for s_i, part in enumerate(sources):
+                rows = [[] for _ in targets]
+                for X in part.layers():
+                    one = jax.tree_util.tree_map(lambda a: a[None], _prepare_one(
+                        jnp.asarray(X), kw.traced_prep, prepare=m.prepare, static_kw=kw.static_prep))
+                    for t_i, tp in enumerate(prepped):
+                        px, py = (one, tp) if d == X_TO_Y else (tp, one)
+                        out = _grid_call(px, py, kw.traced_comp, compare=m.compare, static_kw=kw.static_comp,
+                                         directions=(d,), chunk_size=plan.chunk_size)
+                        score = np.asarray(_score_of(jax.device_get(out)[d]))
+                        rows[t_i].append(score[0] if d == X_TO_Y else score[:, 0])
+                for t_i, r in enumerate(rows):
+                    key = (s_i, t_i) if d == X_TO_Y else (t_i, s_i)
+                    blocks.setdefault(key, {})[d] = np.stack(r) if d == X_TO_Y else np.stack(r, axis=1)
     return _assemble(plan, blocks)
 
 
