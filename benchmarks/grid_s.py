@@ -126,13 +126,15 @@ def _cross_flops(g: Grid) -> float:
     return g.pairs * 2.0 * g.n * min(g.n, px) * min(g.n, py)
 
 
-def _ridge_flops(g: Grid, products_per_fold: int, folds: int = 5) -> float:
-    """Both directions; per pair-direction and fold, ``products_per_fold`` [n, r] x [r, q] products with
-    r = min(p, n_train - 1), as compare_linear_predictivity does them (held-out rows are zero, not removed)."""
+def _ridge_flops(g: Grid, train_products: int, test_products: int = 1, folds: int = 5) -> float:
+    """Both directions; per pair-direction and fold, ``train_products`` [n_train, r] x [r, q] products (the
+    projection and, for LOO, one residual product per alpha) and ``test_products`` [n_test, r] x [r, q] ones (the
+    held-out predictions), r = min(p, n_train - 1), as compare_linear_predictivity does them."""
     (lx, px), (ly, py) = g.vision, g.language
-    n_train = g.n - g.n // folds
+    n_test = g.n // folds
+    n_train = g.n - n_test
     per_pair = min(px, n_train - 1) * py + min(py, n_train - 1) * px
-    return g.pairs * folds * products_per_fold * 2.0 * g.n * per_pair
+    return g.pairs * folds * 2.0 * per_pair * (train_products * n_train + test_products * n_test)
 
 
 ALPHAS = np.logspace(-3, 5, 17)  # align's DEFAULT_ALPHAS, given explicitly to the peers
@@ -180,13 +182,14 @@ def _cka_peers(kernel, debiased):
 
 CASES = {c.key: c for c in [
     Case("linear_predictivity", "linear_predictivity", {"alphas": ALPHAS}, _ridge_peers,
-         lambda g: _ridge_flops(g, len(ALPHAS) + 3),
-         "per pair-direction and fold: (alphas + 3) [n, r] x [r, q] products (LOO numerators, projection, residual, "
-         "prediction)"),
+         lambda g: _ridge_flops(g, len(ALPHAS) + 1),
+         "per pair-direction and fold: (alphas + 1) [n_train, r] x [r, q] products (LOO numerators, projection) and "
+         "one [n_test, r] x [r, q] prediction"),
     Case("linear_predictivity_gcv", "linear_predictivity", {"alphas": ALPHAS, "alpha_selection": "gcv"},
          lambda: [P.Peer("sklearn RidgeCV", "per_pair", P.sklearn_ridge_cv(ALPHAS),
                          "exact LOO: GCV picks other alphas for some columns, so scores differ", oracle=False)],
-         lambda g: _ridge_flops(g, 3), "per pair-direction and fold: 3 [n, r] x [r, q] products"),
+         lambda g: _ridge_flops(g, 1),
+         "per pair-direction and fold: one [n_train, r] x [r, q] projection and one [n_test, r] x [r, q] prediction"),
     Case("linear_cka", "linear_cka", {}, _cka_peers("linear", False), _gram_flops, "one Gram per layer"),
     Case("linear_cka_debiased", "linear_cka", {"debiased": True}, _cka_peers("linear", True), _gram_flops,
          "one Gram per layer"),
