@@ -1,15 +1,17 @@
 """Every layer pair of two models under one metric, in one compiled call (or a few).
 
-The engine does the per-layer work once (``metric.prepare`` on each layer, one layer at a time into a stack
-updated in place, so the raw activations are never copied as a whole) and then evaluates ``metric.compare`` on every (x layer, y layer) pair inside one jitted call:
-``lax.map`` over chunks of pairs, each chunk ``vmap``-ed (``chunk_size`` pairs at a time bounds memory). Layers of
-different widths are stacked as they are when the prepared shapes do not depend on width (centered Grams, RDMs);
-otherwise they are zero-padded to the widest layer of their width bucket (widths within a factor ``PAD_RATIO`` of
-each other) when the metric says ``pad_invariant`` (its value does not change under zero feature columns), and
-only otherwise split into groups of equal shape; one compiled call per pair of buckets or groups. ``batched=False`` is the documented fallback: a Python loop over pairs (one small compiled call per
-pair), for a custom probe whose compare cannot be ``vmap``-ed. An asymmetric metric with a ``prepare_target``
-(linear predictivity) streams its sources instead: per direction the targets are prepared cheaply once, and each
-source layer is fully prepared, scored against every target and dropped, so memory holds one source's preparation.
+The engine does the per-layer work once (``metric.prepare`` on each layer, one layer at a time into a stack updated
+in place, so the raw activations are never copied as a whole) and then evaluates ``metric.compare`` on every (x
+layer, y layer) pair inside one jitted call: ``lax.map`` over chunks of pairs, each chunk ``vmap``-ed
+(``chunk_size`` pairs at a time bounds memory). Layers of different widths are stacked as they are when the prepared
+shapes do not depend on width (centered Grams, RDMs); otherwise they are zero-padded to the widest layer of their
+width bucket (widths within a factor ``PAD_RATIO`` of each other) when the metric says ``pad_invariant`` (its value
+does not change under zero feature columns), and only otherwise split into groups of equal shape; one compiled call
+per pair of buckets or groups. ``batched=False`` is the documented fallback: a Python loop over pairs (one small
+compiled call per pair), for a custom probe whose compare cannot be ``vmap``-ed. An asymmetric metric with a
+``prepare_target`` (linear predictivity) streams its sources instead: per direction the targets are prepared cheaply
+once, and each source layer is fully prepared, scored against every target and dropped, so memory holds one source's
+preparation.
 
 jit discipline (STYLE 4): the jitted functions live at module level; the metric's ``static`` keyword arguments (and
 any non-numeric or integer argument: kinds, counts, fold layouts) are static, float arguments (alphas, quantiles,

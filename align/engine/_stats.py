@@ -1,10 +1,11 @@
 """Statistics on any metric over a whole layer grid: permutation nulls, bootstrap intervals, paired differences.
 
 Every metric's prepared form depends on the order of the rows, so a resampled data set is re-prepared: one
-permutation of the stimulus pairing = the rows of every Y layer permuted (for an asymmetric metric, the rows of
-each direction's target), then prepared, then compared with the (unchanged) prepared other side. Draws (permutation index arrays, bootstrap index arrays, condition-swap masks) are
-generated on the host with NumPy from ``seed`` and passed to one jitted call per block of the grid, which maps over
-them ``batch_size`` at a time (each batch ``vmap``-ed, batches in a ``lax.map``): no Python loop per draw.
+permutation of the stimulus pairing = the rows of every Y layer permuted (for an asymmetric metric, the rows of each
+direction's target), then prepared, then compared with the (unchanged) prepared other side. Draws (permutation index
+arrays, bootstrap index arrays, condition-swap masks) are generated on the host with NumPy from ``seed`` and passed
+to one jitted call per block of the grid, which maps over them ``batch_size`` at a time (each batch ``vmap``-ed,
+batches in a ``lax.map``): no Python loop per draw.
 
 - Permutation p-value (one-sided, towards "more aligned"): ``p = (1 + #{null >= observed}) / (1 + n_perm)``
   (``<=`` for distances), so p is never 0 (Phipson & Smyth 2010).

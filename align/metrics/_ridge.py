@@ -125,6 +125,13 @@ def _rank(p: int, n_train_max: int) -> int:
     return min(p, n_train_max - 1)
 
 
+def _fold_layout(n: int, folds, seed: int) -> tuple[dict, int]:
+    """(:func:`fold_rows` as device arrays, largest training-fold size) of ``kfold_ids(n, folds, seed)``; host-side
+    constants of the compiled program."""
+    fold_ids = kfold_ids(n, folds, seed)
+    return {k: jnp.asarray(v) for k, v in fold_rows(fold_ids).items()}, _fold_structure(fold_ids)[1]
+
+
 def fold_rows(fold_ids: np.ndarray) -> dict[str, np.ndarray]:
     """Row indices of every fold's training and held-out stimuli, padded to equal length (host side).
 
@@ -209,9 +216,7 @@ def prepare_linear_predictivity(X, folds=5, seed: int = 0, scale: bool = False):
       A dict of arrays (see the module docstring); every shape depends only on n, the fold structure and p.
     """
     n, p = X.shape
-    fold_ids = kfold_ids(n, folds, seed)  # host numpy: constants of the compiled program
-    _, n_train_max = _fold_structure(fold_ids)
-    rows = {k: jnp.asarray(v) for k, v in fold_rows(fold_ids).items()}
+    rows, n_train_max = _fold_layout(n, folds, seed)
     return _prepare_folds(X, rows, rank=_rank(p, n_train_max), scale=bool(scale))
 
 
@@ -221,8 +226,7 @@ def prepare_linear_predictivity_target(Y, folds=5, seed: int = 0, scale: bool = 
     Same arguments as :func:`prepare_linear_predictivity`; no decompositions (used where a layer is only a target,
     e.g. in permutation nulls).
     """
-    fold_ids = kfold_ids(Y.shape[0], folds, seed)
-    rows = {k: jnp.asarray(v) for k, v in fold_rows(fold_ids).items()}
+    rows, _ = _fold_layout(Y.shape[0], folds, seed)
     Y = jnp.asarray(Y, jnp.float32)
     mu, sd = _target_stats(Y, rows, bool(scale))
     return {"data": Y, "mu": mu, "sd": sd}
@@ -386,8 +390,7 @@ def ridge_cv_predict(X, Y, alphas=DEFAULT_ALPHAS, folds=5, seed: int = 0, alpha_
     _validate(X.shape[0], (X.shape[1], Y.shape[1]), alphas, folds, seed, alpha_per_target, scale, score,
               alpha_selection)
     fold_ids = kfold_ids(X.shape[0], folds, seed)
-    _, n_train_max = _fold_structure(fold_ids)
-    rows = {k: jnp.asarray(v) for k, v in fold_rows(fold_ids).items()}
+    rows, n_train_max = _fold_layout(X.shape[0], folds, seed)
     with jax.default_matmul_precision("highest"):
         pred, chosen, cols, value, n_const = _ridge_cv(
             jnp.asarray(X), jnp.asarray(Y), rows, jnp.asarray(alphas, jnp.float32),
