@@ -83,22 +83,6 @@ def u_center(K):
     return U * (1.0 - jnp.eye(n, dtype=K.dtype))
 
 
-def hsic_unbiased(K, L):
-    """Unbiased HSIC estimator of Song et al. (2012, eq. 5) for ``[n, n]`` matrices (need not be symmetric).
-
-    Written as in the reference (and in Huh et al. 2024's code), with the diagonals zeroed; n >= 4. Uses only
-    O(n²) reductions: ``1ᵀ K L 1`` is the dot product of K's column sums with L's row sums.
-    """
-    n = K.shape[0]
-    off = 1.0 - jnp.eye(n, dtype=K.dtype)
-    K = K * off
-    L = L * off
-    tr_kl = jnp.sum(K * L.T)
-    sum_kl = jnp.dot(jnp.sum(K, axis=0), jnp.sum(L, axis=1), precision=HIGHEST)
-    value = tr_kl + jnp.sum(K) * jnp.sum(L) / ((n - 1) * (n - 2)) - 2.0 * sum_kl / (n - 2)
-    return value / (n * (n - 3))
-
-
 def unit_frobenius(K):
     """``K / ‖K‖_F`` (NaN when ``K`` is all zeros: a constant input has no alignment to measure)."""
     return K / jnp.sqrt(jnp.sum(K * K))

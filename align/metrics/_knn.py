@@ -98,7 +98,7 @@ def _reverse_slots(idx):
 
 
 def _hsic_unbiased_on_neighbours(idx, rev, a, b):
-    """Unbiased HSIC (Song et al. 2012, eq. 5; :func:`align.metrics._kernels.hsic_unbiased`) of two ``[n, n]``
+    """Unbiased HSIC (Song et al. 2012, eq. 5, as in Huh et al. 2024's code, diagonals zero) of two ``[n, n]``
     matrices that are zero off the neighbour pairs, from their values on those pairs. O(n k).
 
     ``A[i, idx[i, s]] = a[i, s]`` and ``B[i, idx[i, s]] = b[i, s]`` (``idx``, ``a``, ``b``: ``[n, k]``; ``idx``
