@@ -26,7 +26,6 @@ Outputs: ``<output>/aggregation/<job>.parquet`` per job, ``<output>/results.parq
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -42,6 +41,7 @@ from align.experiments._jobs import read_peaks
 from align.experiments._jobs import relative_depth
 from align.experiments._jobs import rows_by_id
 from align.experiments._jobs import store_identity
+from align.experiments._jobs import write_exclusions
 
 
 def _log_default(msg: str) -> None:
@@ -237,5 +237,5 @@ def run_aggregation(cfg: RunConfig, *, progress: bool = True, log: Callable[[str
     if not frames:
         raise ValueError("experiment.aggregate lists nothing to do")
     cfg.output_dir.mkdir(parents=True, exist_ok=True)
-    (cfg.output_dir / "exclusions.json").write_text(json.dumps(exclusions, indent=1))
+    write_exclusions(cfg, exclusions)
     return write_results(pd.concat(frames, ignore_index=True), cfg.output_dir / "results.parquet")

@@ -120,3 +120,14 @@ def read_peaks(path: str | Path, dataset: str | None, *, log: Callable[[str], No
     else:
         log(f"  peak layers from {path} (datasets {sorted(table['dataset'].dropna().unique())}; none is {dataset!r})")
     return peak_pairs(table)
+
+
+def write_exclusions(cfg: RunConfig, exclusions: dict) -> Path:
+    """Write what an experiment left out to ``<output>/exclusions.json``, atomically (never half-written)."""
+    from align.store._format import atomic_path
+
+    path = cfg.output_dir / "exclusions.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(exclusions, indent=1))
+    return path

@@ -28,7 +28,6 @@ Outputs: ``<output>/perturbation/<job>.parquet`` per job, ``<output>/results.par
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,6 +43,7 @@ from align.experiments._jobs import read_peaks
 from align.experiments._jobs import relative_depth
 from align.experiments._jobs import split_by_modality
 from align.experiments._jobs import store_identity
+from align.experiments._jobs import write_exclusions
 
 
 def _log_default(msg: str) -> None:
@@ -282,6 +282,6 @@ def run_perturbation(cfg: RunConfig, *, progress: bool = True, log: Callable[[st
                                                       "model_y", "pooling_y", "layer_x", "layer_y", "metric",
                                                       "direction") if c in table.columns])
     cfg.output_dir.mkdir(parents=True, exist_ok=True)
-    (cfg.output_dir / "exclusions.json").write_text(json.dumps(exclusions, indent=1))
+    write_exclusions(cfg, exclusions)
     return write_results(table, cfg.output_dir / "results.parquet")
 

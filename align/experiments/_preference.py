@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -67,6 +66,7 @@ from align.experiments._jobs import read_peaks
 from align.experiments._jobs import relative_depth
 from align.experiments._jobs import rows_by_id
 from align.experiments._jobs import store_identity
+from align.experiments._jobs import write_exclusions
 
 HIGHEST = lax.Precision.HIGHEST
 ITEM_METRIC = "ridge_item_r"
@@ -506,6 +506,6 @@ def run_preference(cfg: RunConfig, *, progress: bool = True, log: Callable[[str]
                 summaries.append(cached_job(out / f"{key}.parquet", compute, label=label, log=log))
                 item_frames.append(pd.read_parquet(items_path))
     cfg.output_dir.mkdir(parents=True, exist_ok=True)
-    (cfg.output_dir / "exclusions.json").write_text(json.dumps(exclusions, indent=1))
+    write_exclusions(cfg, exclusions)
     pd.concat(item_frames, ignore_index=True).to_parquet(cfg.output_dir / "items.parquet", index=False)
     return write_results(pd.concat(summaries, ignore_index=True), cfg.output_dir / "results.parquet")
