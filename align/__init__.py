@@ -11,9 +11,16 @@ from align.metrics._registry import parse_metric_spec
 from align.metrics._registry import register_metric
 from align.engine import LayerGrid
 from align.engine import bootstrap_ci
+from align.engine import check_metric
+from align.engine import check_probe
 from align.engine import load_probe
 from align.engine import paired_difference
 from align.engine import pairwise
 from align.engine import pairwise_within
 from align.engine import permutation_null
 from align.store import load_activations
+from align.preprocess import DEFAULT_PREPROCESS
+from align.preprocess import DominantDimensionsWarning
+from align.preprocess import layer_diagnostics
+from align.preprocess import parse_preprocess
+from align.preprocess import preprocess_layers

@@ -8,6 +8,7 @@
     align figures [DIR]     run DIR/make_figures.py (default paper_figures): experiments, figures, REPORT.md
     align models            list model short names, where each resolves, and whether it is available offline
     align metrics           list registered metrics
+    align check-probe FILE  put every metric a probe file registers through the battery (exit 1 if a check fails)
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 import time
 from pathlib import Path
 
@@ -39,13 +41,15 @@ def _summary(results_path: Path) -> str:
 
     frame = read_results(results_path)
     best = best_layer_pairs(frame)
-    lines = ["best layer pair per model pair, metric and direction:"]
+    lines = ["best layer pair per model pair, metric and direction (highest score; lowest where lower = more "
+             "aligned):"]
     for _, r in best.iterrows():
         direction = {"x_to_y": f"{r.model_x} -> {r.model_y}", "y_to_x": f"{r.model_y} -> {r.model_x}"}.get(
             r.direction, "symmetric")
         lines.append(f"  {r.metric:22s} {direction:50s} {r.model_x}({r.pooling_x}) layer {r.layer_x} "
                      f"(depth {r.rel_depth_x:.2f}) x {r.model_y}({r.pooling_y}) layer {r.layer_y} "
-                     f"(depth {r.rel_depth_y:.2f}): {r.score:.3f}")
+                     f"(depth {r.rel_depth_y:.2f}): {r.score:.3f}"
+                     + ("" if r.higher_is_more_aligned else " (lower = more aligned)"))
     return "\n".join(lines)
 
 
@@ -131,6 +135,25 @@ def _cmd_metrics(args) -> int:
     return 0
 
 
+def _cmd_check_probe(args) -> int:
+    from align.engine import check_probe
+
+    try:
+        reports = check_probe(args.probe)
+    except (FileNotFoundError, ValueError):
+        raise  # main() prints it and exits 2
+    except Exception as e:  # the probe file itself failed to import: the user's error, not a failed check
+        raise ValueError(f"cannot load probe {args.probe!r}: {type(e).__name__}: {e}") from e
+    for report in reports.values():
+        print(report)
+    checks = [c for r in reports.values() for c in r.checks]
+    failed = [f"{r.metric}:{c.name}" for r in reports.values() for c in r.failures]
+    print(f"{len(reports)} metric(s), {len(checks)} checks: {sum(c.status == 'pass' for c in checks)} passed, "
+          f"{len(failed)} failed, {sum(c.status == 'skip' for c in checks)} skipped"
+          + (f" ({', '.join(failed)})" if failed else ""))
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="align", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -153,12 +176,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="list model short names and whether each is available offline")
     p.add_argument("--json", action="store_true")
     sub.add_parser("metrics", help="list registered metrics")
+    p = sub.add_parser("check-probe", help="run the metric battery (align.check_metric) on every metric a probe "
+                                           "file registers; exit 1 if any check fails")
+    p.add_argument("probe", help="a .py file that calls align.register_metric (or an importable module name)")
     return parser
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """CLI warnings as one line (``warning: ...``) instead of Python's source-line format."""
+    print(f"warning ({category.__name__}): {message}", file=file or sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from align.config import ConfigError
+
+    warnings.showwarning = _one_line_warning
 
     try:
         if args.command == "run":
@@ -177,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_models(args)
         if args.command == "metrics":
             return _cmd_metrics(args)
+        if args.command == "check-probe":
+            return _cmd_check_probe(args)
     except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"align {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from align.preprocess._steps import DEFAULT_PREPROCESS
+
 
 class ConfigError(ValueError):
     """A config file that cannot be used; the message names the key and what is allowed."""
@@ -24,6 +26,8 @@ VISION_POOLINGS = ("cls", "mean")
 LANGUAGE_POOLINGS = ("mean", "last", "first")
 STIMULUS_KINDS = ("synthetic", "folder", "coco", "flickr", "pick_a_pic")
 DTYPES = ("float32", "bfloat16", "float16")
+#: Scenes rendered when a synthetic config omits ``stimuli.n``: a generator has no fixed size, so "all" has no meaning.
+SYNTHETIC_DEFAULT_N = 500
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,7 +37,10 @@ class StimuliConfig:
     kind: "synthetic" (the embedded default, generated here), "folder" (images dir + captions JSONL/CSV),
       "coco" (compact or official COCO layout under ``root``), "flickr" (a Flickr token file + images dir),
       "pick_a_pic" (a Pick-a-Pic style Parquet file ``root``: both images of every preference pair).
-    n: use the first n stimuli (synthetic: how many scenes to render; pick_a_pic: pairs). None = all.
+    n: use the first n stimuli (pick_a_pic: pairs); omitted (None) or "all" = every stimulus of the source (the
+      validated config holds None). An integer >= 4; above the source's size it is an error when the set is
+      loaded. synthetic: how many scenes to render; omitted = ``SYNTHETIC_DEFAULT_N`` (500), and "all" is an
+      error (a generator has no fixed size).
     renderings: synthetic only: images per scene description (grouped by scene, for image aggregation).
     caption_score: folder and coco only: the captions file's per-caption score field (JSONL) or column (CSV),
       e.g. "clip_score"; read when the file has it (every caption then needs a finite number), ignored when it
@@ -41,7 +48,7 @@ class StimuliConfig:
     """
 
     kind: str = "synthetic"
-    n: int | None = 500
+    n: int | str | None = None
     seed: int = 0
     images: str | None = None
     captions: str | None = None
@@ -75,12 +82,22 @@ class ScoreConfig:
     caption: which caption represents an image: "first" (caption 0), "mean" (mean of all caption embeddings) or
       an integer k (caption k).
     null: permutations for a shuffled-pairing null per layer pair (0 = none).
+    preprocess: per-layer feature preprocessing before every metric (``align.preprocess``): one spec ("none",
+      "center", "zscore", "clip(q=0.95)", "l2", "pca(k=50)") or a list of them, one set of result rows per option
+      (layerwise runs; the other experiment kinds take one). Stored in canonical form (e.g. "clip(0.95)" ->
+      "clip(q=0.95)"; a one-element list -> its string), so equal choices give equal fingerprints.
     """
 
     metrics: tuple[str, ...] = ("linear_predictivity", "linear_cka")
     caption: str | int = "first"
     null: int = 0
     probes: tuple[str, ...] = ()
+    preprocess: str | tuple[str, ...] = DEFAULT_PREPROCESS
+
+    @property
+    def preprocess_options(self) -> tuple[str, ...]:
+        """The canonical preprocessing specs, in the order given (one or more)."""
+        return (self.preprocess,) if isinstance(self.preprocess, str) else tuple(self.preprocess)
 
 
 EXPERIMENT_KINDS = ("layerwise", "perturbation", "aggregation", "preference")
@@ -206,7 +223,6 @@ def _require(cond: bool, message: str):
 def _validate(cfg: RunConfig) -> None:
     s = cfg.stimuli
     _require(s.kind in STIMULUS_KINDS, f"stimuli.kind = {s.kind!r}; allowed: {list(STIMULUS_KINDS)}")
-    _require(s.n is None or (isinstance(s.n, int) and s.n >= 4), f"stimuli.n = {s.n!r}; must be an integer >= 4")
     _require(isinstance(s.seed, int), f"stimuli.seed = {s.seed!r}; must be an integer")
     if s.kind == "folder":
         _require(bool(s.images and s.captions), "stimuli.kind = 'folder' needs stimuli.images and stimuli.captions")
@@ -233,6 +249,10 @@ def _validate(cfg: RunConfig) -> None:
     _require(sc.caption in ("first", "mean") or (isinstance(sc.caption, int) and sc.caption >= 0),
              f"score.caption = {sc.caption!r}; allowed: 'first', 'mean' or a caption index >= 0")
     _require(isinstance(sc.null, int) and sc.null >= 0, f"score.null = {sc.null!r}; must be an integer >= 0")
+    _require(len(sc.preprocess_options) == 1 or cfg.experiment.kind == "layerwise",
+             f"score.preprocess lists {len(sc.preprocess_options)} options {list(sc.preprocess_options)}; experiment "
+             f"kind {cfg.experiment.kind!r} takes one (run the config once per option, e.g. --set "
+             f"'score.preprocess=\"zscore\"')")
     _require(isinstance(s.renderings, int) and s.renderings >= 1, f"stimuli.renderings = {s.renderings!r}; must be an integer >= 1")
     _require(s.renderings == 1 or s.kind == "synthetic", "stimuli.renderings applies to kind = 'synthetic' only")
     if s.kind == "pick_a_pic":
@@ -296,6 +316,45 @@ def _validate_experiment(ex: ExperimentConfig) -> None:
         _require(ok, f"experiment.layers = {ex.layers!r}; use 'peak' or [relative depth x, relative depth y] in [0, 1]")
 
 
+def _build_stimuli(data: Mapping[str, Any]) -> StimuliConfig:
+    """The [stimuli] table, with ``n`` checked and normalised: "all" -> None (every stimulus); a synthetic set
+    without ``n`` -> ``SYNTHETIC_DEFAULT_N``, so equal content gives an equal fingerprint however it is written."""
+    s = _build(StimuliConfig, data, "stimuli")
+    n = s.n
+    if n == "all":
+        _require(s.kind != "synthetic",
+                 f"stimuli.n = 'all' has no meaning for kind 'synthetic' (a generator has no fixed size); give the "
+                 f"number of scenes to render, or omit n for the default {SYNTHETIC_DEFAULT_N}")
+        n = None
+    else:
+        _require(n is None or (_is_int(n) and n >= 4),
+                 f"stimuli.n = {n!r}; must be a positive integer >= 4 (the metrics need at least 4 stimuli) or "
+                 f"'all'; omit it to use every stimulus")
+    if n is None and s.kind == "synthetic":
+        n = SYNTHETIC_DEFAULT_N
+    return dataclasses.replace(s, n=n)
+
+
+def _build_score(data: Mapping[str, Any]) -> ScoreConfig:
+    """The [score] table, with ``preprocess`` parsed and put in canonical form (unknown options are errors)."""
+    from align.preprocess._steps import parse_preprocess
+
+    sc = _build(ScoreConfig, data, "score")
+    raw = sc.preprocess
+    specs = [raw] if isinstance(raw, str) else list(raw) if isinstance(raw, tuple) else None
+    _require(specs is not None and len(specs) >= 1,
+             f"score.preprocess = {raw!r}; give an option (e.g. \"zscore\") or a non-empty list of options")
+    canonical = []
+    for spec in specs:
+        try:
+            canonical.append(parse_preprocess(spec).spec)
+        except ValueError as e:
+            raise ConfigError(f"score.preprocess: {e}") from None
+    dup = sorted({c for c in canonical if canonical.count(c) > 1})
+    _require(not dup, f"score.preprocess lists {dup} more than once")
+    return dataclasses.replace(sc, preprocess=canonical[0] if len(canonical) == 1 else tuple(canonical))
+
+
 def _build_experiment(data: Mapping[str, Any]) -> ExperimentConfig:
     """The [experiment] table: unknown keys, and keys of another kind, are errors naming them."""
     if not isinstance(data, Mapping):
@@ -329,10 +388,10 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> RunConfi
     cfg = RunConfig(
         name=str(data["name"]),
         output=str(data["output"]),
-        stimuli=_build(StimuliConfig, data.get("stimuli", {}), "stimuli"),
+        stimuli=_build_stimuli(data.get("stimuli", {})),
         models=tuple(_build(ModelConfig, m, f"models[{i}]") for i, m in enumerate(models)),
         extract=_build(ExtractConfig, data.get("extract", {}), "extract"),
-        score=_build(ScoreConfig, data.get("score", {}), "score"),
+        score=_build_score(data.get("score", {})),
         plot=_build(PlotConfig, data.get("plot", {}), "plot"),
         experiment=_build_experiment(data.get("experiment", {})),
         source=source,

@@ -3,7 +3,8 @@
 - layerwise/heatmaps/*.png: the layer x layer grid of every model pair, metric and direction (align.plots);
 - layerwise_depth.png: alignment vs relative depth: for each vision layer the best score over the language model's
   layers (left) and for each language layer the best over the vision model's layers (right), one line per model
-  pair, per metric and direction; the shuffled-pairing null at the peak pair is drawn as a cross.
+  pair, per metric and direction; the shuffled-pairing null at the peak pair is drawn as a cross. "Best" honours
+  the metric's direction (the lowest score of a distance; ``align.results.peak_rows``).
 """
 
 from __future__ import annotations
@@ -19,10 +20,21 @@ def metric_label(metric: str) -> str:
     return metric.split("(")[0]
 
 
+def depth_curve(rows: pd.DataFrame, depth: str) -> pd.Series:
+    """relative depth -> the most aligned score over the other model's layers there (the maximum, or the minimum
+    for a lower-is-better metric), for the rows of one model pair, metric and direction; depths with no defined
+    score are left out. ``depth`` is ``"rel_depth_x"`` (vision layers) or ``"rel_depth_y"`` (language layers)."""
+    from align.results import peak_rows
+
+    return peak_rows(rows, [depth]).set_index(depth)["score"].sort_index()
+
+
 def plot_depth_curves(table: pd.DataFrame, null: pd.DataFrame | None, *, axes=None):
     """Alignment vs relative depth for one metric and direction: rows of ``table`` (one metric, one direction,
     several model pairs). Returns (fig, axes)."""
     import matplotlib.pyplot as plt
+
+    from align.results import higher_is_more_aligned
 
     if axes is None:
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
@@ -30,7 +42,7 @@ def plot_depth_curves(table: pd.DataFrame, null: pd.DataFrame | None, *, axes=No
     for (mx, my), g in table.groupby(["model_x", "model_y"]):
         line = None
         for ax, depth, other in ((axes[0], "rel_depth_x", "layer_y"), (axes[1], "rel_depth_y", "layer_x")):
-            curve = g.groupby(depth)["score"].max()
+            curve = depth_curve(g, depth)
             line = ax.plot(curve.index, curve.values, marker=".", label=f"{mx} x {my}",
                            color=None if line is None else line[0].get_color())
         if null is not None:
@@ -41,7 +53,8 @@ def plot_depth_curves(table: pd.DataFrame, null: pd.DataFrame | None, *, axes=No
     row = table.iloc[0]
     axes[0].set_xlabel("relative depth of the vision layer")
     axes[1].set_xlabel("relative depth of the language layer")
-    axes[0].set_ylabel(f"{metric_label(row.metric)} (best over the other model's layers)")
+    axes[0].set_ylabel(f"{metric_label(row.metric)} (best over the other model's layers"
+                       + (")" if higher_is_more_aligned(table) else "; lower = more aligned)"))
     for ax in axes:
         ax.axhline(0, color="0.6", lw=0.8)
         ax.grid(alpha=0.3)

@@ -6,7 +6,7 @@ for 50-75%, and "does not hold" below. The criteria (fixed before looking at the
 
 1. rises and peaks mid-to-late: at the peak layer pair both relative depths are >= 0.4, and the best score over
    the other model's layers at the peak layer exceeds that at the first scored layer on both sides by >= 10% of
-   the peak;
+   the peak (for a lower-is-better metric "best" and "peak" are minima and the score must fall by that much);
 2. shuffled pairing near zero: at the peak pair, |mean of the shuffled-pairing null| <= 0.05 and p <= 0.05;
 3. grayscale barely changes it: |(grayscale - original) / original| <= 10% at the peak pair;
 4. removing the objects (stuff_only) lowers it: difference < 0 with p < 0.05;
@@ -77,15 +77,23 @@ def finding_1(results: Path) -> dict:
     table = _read(results / "layerwise" / "results.parquet")
     if table is None:
         return {"verdict": "not computed", "rows": None, "statistic": "layerwise results missing"}
+    from align.results import higher_is_more_aligned
+    from align.results import peak_rows
+
     rows = []
     for (mx, my, metric, d), g in table.groupby(["model_x", "model_y", "metric", "direction"], sort=False):
-        best = g.loc[g.score.idxmax()]
+        # every "best" honours the metric's direction (the minimum of a distance), and a rise is a gain in alignment
+        peak = peak_rows(g, [])
+        if not len(peak):  # no layer pair has a score
+            continue
+        best = peak.iloc[0]
+        sign = 1.0 if higher_is_more_aligned(g) else -1.0
         # a layer whose activations are constant (DINOv2's CLS token at the embedding output) scores NaN: the
         # curve starts at the first layer with a score
-        curve_x = g.groupby("rel_depth_x").score.max().dropna()
-        curve_y = g.groupby("rel_depth_y").score.max().dropna()
-        rise_x = curve_x.loc[best.rel_depth_x] - curve_x.iloc[0]
-        rise_y = curve_y.loc[best.rel_depth_y] - curve_y.iloc[0]
+        curve_x = peak_rows(g, ["rel_depth_x"]).set_index("rel_depth_x").score
+        curve_y = peak_rows(g, ["rel_depth_y"]).set_index("rel_depth_y").score
+        rise_x = sign * (curve_x.loc[best.rel_depth_x] - curve_x.iloc[0])
+        rise_y = sign * (curve_y.loc[best.rel_depth_y] - curve_y.iloc[0])
         mid_late = best.rel_depth_x >= 0.4 and best.rel_depth_y >= 0.4
         rises = rise_x >= 0.1 * abs(best.score) and rise_y >= 0.1 * abs(best.score)
         rows.append({"model pair": f"{mx} x {my}", "metric": metric.split("(")[0], "direction": d,

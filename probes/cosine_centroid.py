@@ -18,6 +18,7 @@ import align
     invariances=frozenset({"rotation", "isotropic_scale", "translation", "stimulus_order"}),
     not_invariant_to="anisotropic_scale",
     min_n=3,
+    pad_invariant=True,  # distances to the centroid do not change when zero feature columns are appended
     reference="example probe of the align toolkit",
 )
 def cosine_centroid(X, Y):

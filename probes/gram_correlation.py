@@ -40,6 +40,7 @@ align.register_metric(
         invariances=frozenset({"rotation", "isotropic_scale", "translation", "stimulus_order"}),
         not_invariant_to="anisotropic_scale",
         min_n=3,
+        pad_invariant=True,  # zero feature columns leave the Gram matrix unchanged
         reference="example probe of the align toolkit (an RSA on centered linear-kernel similarities)",
         doc="Pearson correlation between the off-diagonal entries of the two centered Gram matrices",
     )

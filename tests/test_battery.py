@@ -1,200 +1,118 @@
-"""One battery for EVERY registered metric, built-in or probe (STYLE 6).
+"""The public battery (``align.check_metric``) over every registered metric and the example probes, and proof that
+it fails metrics whose declarations are false (STYLE 6).
 
-Identity, symmetry where declared, bounds, declared invariances (rotation, isotropic scale, translation, stimulus
-order) and the declared non-invariance, jit = no-jit, no recompilation through the engine, degenerate input ->
-ValueError. All transformed pairs of one metric are scored in ONE jitted, vmapped call (equal shapes), so the whole
-battery compiles a handful of programs per metric.
+The checks themselves live in ``align/engine/_battery.py`` so that users run the same battery on their own probes
+(``align check-probe probes/my_probe.py``).
 """
 
-import functools
+import dataclasses
 from pathlib import Path
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import align
-import align.metrics  # noqa: F401  (registers the built-ins)
-from align.engine import _pairwise
+from align.engine import MetricCheckError
 
 for _probe in sorted((Path(__file__).resolve().parent.parent / "probes").glob("*.py")):
     align.load_probe(_probe)
 
 METRICS = align.list_metrics()
-N, P, Q = 40, 10, 10  # the vmapped variants share one shape; the engine checks use other widths
-TOL = 1e-4
-
-
-def _orthogonal(rng, d):
-    q, r = np.linalg.qr(rng.normal(size=(d, d)))
-    return q * np.sign(np.diag(r))
-
-
-def _base(seed=0, p=P, q=Q, n=N):
-    rng = np.random.default_rng(seed)
-    z = rng.normal(size=(n, 4))
-    X = z @ rng.normal(size=(4, p)) + 0.5 * rng.normal(size=(n, p))
-    Y = z @ rng.normal(size=(4, q)) + 0.5 * rng.normal(size=(n, q))
-    return X.astype(np.float32), Y.astype(np.float32)
-
-
-def _variants(metric):
-    """Named (X, Y) pairs of equal shapes: the base pair, identity, swap, transformations of either side."""
-    rng = np.random.default_rng(1)
-    X, Y = _base()
-    perm = rng.permutation(N)
-    aniso_x = np.logspace(-1.5, 1.5, P)[rng.permutation(P)]
-    transforms = {
-        "rotation": lambda A: A @ _orthogonal(rng, A.shape[1]),
-        "isotropic_scale": lambda A: 3.7 * A,
-        "translation": lambda A: A + rng.normal(size=(1, A.shape[1])) * 5.0,
-    }
-    out = {"base": (X, Y), "identity": (X, X), "swap": (Y, X), "stimulus_order": (X[perm], Y[perm])}
-    for name, fn in transforms.items():
-        out[f"{name}:x"] = (fn(X), Y)
-        out[f"{name}:y"] = (X, fn(Y))
-    out["not:anisotropic_scale"] = (X * aniso_x, Y)
-    out["not:permute_rows_of_one"] = (X, Y[perm])
-    out["not:elementwise_nonlinear"] = (np.exp(X), Y)
-    return {k: (np.asarray(a, np.float32), np.asarray(b, np.float32)) for k, (a, b) in out.items()}
-
-
-def _pair_fn(metric):
-    prep_kw, comp_kw = metric.split_kwargs({})
-    prepare = metric.prepare or (lambda A: A)
-    prep_kw = {k: v for k, v in prep_kw.items()} if metric.prepare else {}
-
-    def score(X, Y):
-        out = metric.compare(prepare(X, **prep_kw), prepare(Y, **prep_kw), **comp_kw)
-        return out["score"] if isinstance(out, dict) else out
-
-    return score
-
-
-@functools.lru_cache(maxsize=None)
-def _scores(name):
-    """Scores of every variant of one metric, from one jitted vmapped call."""
-    metric = align.get_metric(name)
-    variants = _variants(metric)
-    xs = jnp.stack([v[0] for v in variants.values()])
-    ys = jnp.stack([v[1] for v in variants.values()])
-    with jax.default_matmul_precision("highest"):
-        values = jax.jit(jax.vmap(_pair_fn(metric)))(xs, ys)
-    return dict(zip(variants, np.asarray(values, dtype=np.float64)))
-
-
-def _top(metric):
-    return metric.bounds[1] if metric.higher_is_more_aligned else metric.bounds[0]
+ALWAYS_RUN = {"identity", "jit_equals_eager", "no_recompilation", "padding", "degenerate_input"}
 
 
 @pytest.mark.parametrize("name", METRICS)
-def test_identity(name):
+def test_metric_passes_the_battery(name):
     metric = align.get_metric(name)
-    s = _scores(name)
-    if metric.symmetric and metric.bounds is not None:
-        assert s["identity"] == pytest.approx(_top(metric), abs=1e-3), "X with itself must reach the top of the bounds"
+    report = align.check_metric(name)
+    assert report.passed, f"\n{report}"
+    ran = {c.name for c in report.checks if c.status == "pass"}
+    declared = {f"invariance:{i}" for i in metric.invariances}
+    if metric.symmetric:
+        declared.add("symmetry")
+    if metric.bounds is not None:
+        declared.add("bounds")
+    if metric.not_invariant_to is not None:
+        declared.add(f"non_invariance:{metric.not_invariant_to}")
+    assert ALWAYS_RUN | declared <= ran, f"declared but not checked: {sorted((ALWAYS_RUN | declared) - ran)}"
+
+
+def _correlation_rdm(A):
+    """Condensed correlation-distance RDM of ``[n, d]`` rows (each stimulus centered across its features)."""
+    A = A - jnp.mean(A, axis=1, keepdims=True)
+    A = A / jnp.linalg.norm(A, axis=1, keepdims=True)
+    i, j = np.triu_indices(A.shape[0], 1)
+    return (1.0 - A @ A.T)[i, j]
+
+
+def correlation_rsa(X, Y):
+    """Pearson correlation of two correlation-distance RDMs: the probe of issue 9 (not invariant to zero columns)."""
+    a, b = _correlation_rdm(X), _correlation_rdm(Y)
+    a, b = a - jnp.mean(a), b - jnp.mean(b)
+    return jnp.sum(a * b) / jnp.sqrt(jnp.sum(a * a) * jnp.sum(b * b))
+
+
+def _probe(**fields):
+    declared = dict(name="correlation_rsa", compare=correlation_rsa, symmetric=True, bounds=(-1.0, 1.0),
+                    invariances=frozenset({"isotropic_scale", "stimulus_order"}), not_invariant_to="anisotropic_scale")
+    return align.Metric(**{**declared, **fields})
+
+
+def test_probe_falsely_declaring_pad_invariance_fails_only_the_padding_check():
+    report = align.check_metric(_probe(pad_invariant=True))
+    assert [c.name for c in report.failures] == ["padding"], f"\n{report}"
+    gaps = report["padding"].values
+    assert gaps["batched_vs_unpadded"] > 1e-4 and gaps["zero_columns"] > 1e-4  # the engine padded it: wrong numbers
+    with pytest.raises(MetricCheckError, match="padding.*declare pad_invariant=False"):
+        report.raise_if_failed()
+
+
+def test_probe_without_declaration_is_not_padded_and_passes():
+    report = align.check_metric(_probe())  # pad_invariant defaults to False
+    assert report.passed, f"\n{report}"
+    assert report["padding"].values["padded_by_engine"] == 0.0
+    assert report["padding"].values["zero_columns"] > 1e-4  # padding it would have been wrong
+    assert report.raise_if_failed() is report
+    assert len(str(report).splitlines()) == len(report.checks)
+
+
+def first_column_r(X, Y):
+    """Pearson r between the first feature of X and of Y: unchanged by rescaling each feature."""
+    a, b = X[:, 0] - jnp.mean(X[:, 0]), Y[:, 0] - jnp.mean(Y[:, 0])
+    return jnp.sum(a * b) / jnp.sqrt(jnp.sum(a * a) * jnp.sum(b * b))
+
+
+@pytest.mark.parametrize("name, false_fields, failing", [
+    # prepared RDMs never get padded by the engine, yet the false declaration is caught (zero columns appended)
+    ("rsa", {"pad_invariant": True}, {"padding"}),
+    ("rsa", {"invariances": frozenset({"rotation", "isotropic_scale", "stimulus_order"})}, {"invariance:rotation"}),
+    ("cknna", {"symmetric": True}, {"symmetry"}),
+    ("procrustes", {"bounds": (0.0, 0.5)}, {"bounds", "identity"}),
+    ("linear_cka", {"not_invariant_to": "isotropic_scale"}, {"non_invariance:isotropic_scale"}),  # not testable
+    ("first_column_r", {"not_invariant_to": "anisotropic_scale"}, {"non_invariance:anisotropic_scale"}),
+])
+def test_false_declarations_are_caught(name, false_fields, failing):
+    if name == "first_column_r":
+        wrong = align.Metric(name=name, compare=first_column_r, bounds=(-1.0, 1.0), **false_fields)
     else:
-        assert s["identity"] > 0.9 if metric.higher_is_more_aligned else s["identity"] < 0.1
-        better = s["identity"] >= s["base"] if metric.higher_is_more_aligned else s["identity"] <= s["base"]
-        assert better, "X with itself must score at least as aligned as a related pair"
+        wrong = dataclasses.replace(align.get_metric(name), **false_fields)
+    report = align.check_metric(wrong)
+    assert {c.name for c in report.failures} == failing, f"\n{report}"
 
 
-@pytest.mark.parametrize("name", METRICS)
-def test_symmetry_where_declared(name):
-    metric = align.get_metric(name)
-    if not metric.symmetric:
-        pytest.skip(f"{name} is asymmetric")
-    s = _scores(name)
-    assert s["swap"] == pytest.approx(s["base"], abs=TOL)
+def test_probe_that_cannot_be_traced_fails_with_the_error():
+    def host_only(X, Y):
+        return float(np.corrcoef(np.asarray(X)[:, 0], np.asarray(Y)[:, 0])[0, 1])  # needs concrete arrays
+
+    report = align.check_metric(align.Metric(name="host_only", compare=host_only, bounds=(-1.0, 1.0)))
+    assert not report.passed
+    assert "identity" in {c.name for c in report.failures}
+    assert "TracerArrayConversionError" in report["identity"].detail
 
 
-@pytest.mark.parametrize("name", METRICS)
-def test_bounds(name):
-    metric = align.get_metric(name)
-    if metric.bounds is None:
-        pytest.skip(f"{name} declares no bounds")
-    lo, hi = metric.bounds
-    values = np.array(list(_scores(name).values()))
-    assert np.all(np.isfinite(values))
-    assert np.all(values >= lo - 1e-5) and np.all(values <= hi + 1e-5)
-
-
-@pytest.mark.parametrize("name", METRICS)
-def test_declared_invariances(name):
-    metric = align.get_metric(name)
-    s = _scores(name)
-    checked = 0
-    for inv in sorted(metric.invariances - {"stimulus_order"}):
-        for side in ("x", "y"):
-            assert s[f"{inv}:{side}"] == pytest.approx(s["base"], abs=TOL), f"{inv} of {side.upper()}"
-            checked += 1
-    if not checked:
-        pytest.skip(f"{name} declares no feature-space invariance")
-
-
-@pytest.mark.parametrize("name", METRICS)
-def test_declared_non_invariance_changes_the_score(name):
-    metric = align.get_metric(name)
-    supported = ("anisotropic_scale", "permute_rows_of_one", "elementwise_nonlinear")
-    if metric.not_invariant_to is None:
-        pytest.skip(f"{name} declares no non-invariance")
-    assert metric.not_invariant_to in supported, f"battery supports not_invariant_to in {supported}"
-    s = _scores(name)
-    assert abs(s[f"not:{metric.not_invariant_to}"] - s["base"]) > 1e-3
-
-
-@pytest.mark.parametrize("name", METRICS)
-def test_stimulus_order_invariance(name):
-    metric = align.get_metric(name)
-    if "stimulus_order" not in metric.invariances:
-        pytest.skip(f"{name} does not declare stimulus-order invariance")
-    s = _scores(name)
-    assert s["stimulus_order"] == pytest.approx(s["base"], abs=TOL)
-
-
-@functools.lru_cache(maxsize=None)
-def _engine_runs(name):
-    """Two pairwise calls with fresh data of the same shapes (widths differ across layers), and cache sizes."""
-    X1, Y = _base(2, p=12, q=7)
-    X2, _ = _base(3, p=5, q=7)
-    first = align.pairwise(name, [X1, X2], [Y])
-    sizes = (_pairwise._prepare_into._cache_size(), _pairwise._grid_call._cache_size())
-    X1b, Yb = _base(4, p=12, q=7)
-    X2b, _ = _base(5, p=5, q=7)
-    second = align.pairwise(name, [X1b, X2b], [Yb])
-    after = (_pairwise._prepare_into._cache_size(), _pairwise._grid_call._cache_size())
-    return (X1, X2, Y), first, sizes, after, second
-
-
-@pytest.mark.parametrize("name", METRICS)
-def test_jit_through_engine_equals_eager(name):
-    metric = align.get_metric(name)
-    (X1, X2, Y), grid, *_ = _engine_runs(name)
-    fn = _pair_fn(metric)
-    with jax.default_matmul_precision("highest"):
-        eager = [float(fn(jnp.asarray(X), jnp.asarray(Y))) for X in (X1, X2)]
-    engine = grid.scores if metric.symmetric else grid.scores["x_to_y"]
-    np.testing.assert_allclose(engine[:, 0], eager, atol=TOL)
-
-
-@pytest.mark.parametrize("name", METRICS)
-def test_no_recompilation_on_second_call(name):
-    _, _, sizes, after, second = _engine_runs(name)
-    assert after == sizes
-    assert second.scores is not None
-
-
-@pytest.mark.parametrize("name", METRICS)
-def test_degenerate_input_raises_value_error(name):
-    metric = align.get_metric(name)
-    X, Y = _base(6, p=6, q=5)
-    bad = X.copy()
-    bad[1, 1] = np.nan
-    with pytest.raises(ValueError):
-        align.pairwise(name, [bad], [Y])
-    with pytest.raises(ValueError):
-        align.pairwise(name, [X], [Y[:-1]])
-    small = metric.min_n - 1
-    with pytest.raises(ValueError):
-        align.pairwise(name, [X[:small]], [Y[:small]])
+def test_check_metric_takes_spec_strings_and_rejects_unknown_arguments():
+    report = align.check_metric("mutual_knn(k=5)")
+    assert report.kwargs == {"k": 5} and report.passed
+    with pytest.raises(ValueError, match="unknown argument"):
+        align.check_metric("linear_cka", sigma_frac=0.5)

@@ -3,6 +3,7 @@
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -60,7 +61,11 @@ def test_models_lists_the_packaged_models(capsys):
 def test_readme_api_example_runs_as_written(capsys):
     readme = (ROOT / "README.md").read_text()
     block = re.search(r"## Python API\s+```python\n(.*?)```", readme, re.S).group(1)
-    assert len(block.strip().splitlines()) <= 12
-    exec(compile(block, "README.md", "exec"), {})
+    scope = {}
+    exec(compile(block, "README.md", "exec"), scope)
     out = capsys.readouterr().out
     assert "x_to_y" in out and "y_to_x" in out
+    # what it prints is what it claims: a 3 x 2 CKA grid in [0, 1] that rises with the shared signal's share
+    cka = scope["grid"].scores
+    assert cka.shape == (3, 2) and np.all((cka > 0) & (cka <= 1))
+    assert cka[2, 1] > cka[0, 0]

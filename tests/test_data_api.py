@@ -10,9 +10,7 @@ PUBLIC = [
 ]
 
 
-def test_every_public_name_imports():
-    for name in PUBLIC:
-        assert getattr(align.data, name) is not None, name
+def test_every_public_name_is_exported():
     exported = {n for n in vars(align.data) if not n.startswith("_") and n[0].isalpha()}
     assert set(PUBLIC) <= exported
 

@@ -94,7 +94,7 @@ def test_coco_compact_shared_subset(shared_data):
     if not os.path.isdir(root):
         pytest.skip("coco_captions_subset is not present")
     s = load_coco(root, n=40)
-    assert s.name == "coco_captions_subset" and len(s) == 40
+    assert s.name == "coco_captions_subset-first40" and len(s) == 40  # the name says what the set holds
     first = s.stimuli[0]
     assert first.image_id == "139" and len(first.captions) == 5
     assert first.mask is not None and first.group == "tv" and first.extra["categories"][0] == "tv"

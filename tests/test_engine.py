@@ -6,7 +6,6 @@ import pytest
 from sklearn.linear_model import RidgeCV
 from sklearn.model_selection import KFold
 
-import align
 from align.engine import _pairwise
 from align.engine import _stats
 from align.engine import LayerGrid
@@ -41,11 +40,13 @@ def _cka64(X, Y):
 
 
 def _predictivity64(X, Y):
-    pred = np.zeros(Y.shape)
+    """Pearson r per held-out fold and target column (sklearn RidgeCV per fold), averaged over columns, then folds."""
+    per_fold = []
     for train, test in KFold(5, shuffle=True, random_state=0).split(X):
         model = RidgeCV(alphas=np.logspace(-3, 5, 17), alpha_per_target=True)
-        pred[test] = model.fit(X[train].astype(np.float64), Y[train].astype(np.float64)).predict(X[test])
-    return np.mean([np.corrcoef(pred[:, j], Y[:, j])[0, 1] for j in range(Y.shape[1])])
+        pred = model.fit(X[train].astype(np.float64), Y[train].astype(np.float64)).predict(X[test])
+        per_fold.append(np.mean([np.corrcoef(pred[:, j], Y[test, j])[0, 1] for j in range(Y.shape[1])]))
+    return np.mean(per_fold)
 
 
 def test_linear_cka_grid_matches_float64_loop():
@@ -83,7 +84,8 @@ def test_labels_mappings_and_long_form():
     assert grid.metric == "rbf_cka" and grid.kwargs == {"sigma_frac": 0.5}
     frame = grid.to_frame()
     assert list(frame.columns) == ["layer_x", "layer_y", "layer_name_x", "layer_name_y", "rel_depth_x",
-                                   "rel_depth_y", "metric", "direction", "score", "n"]
+                                   "rel_depth_y", "metric", "preprocess", "direction", "higher_is_more_aligned",
+                                   "score", "n"]
     assert len(frame) == 12 and set(frame.direction) == {"symmetric"} and (frame.n == N).all()
     assert frame.rel_depth_x.max() == 1.0 and frame.rel_depth_y.min() == 0.0
     row = frame[(frame.layer_x == 2) & (frame.layer_y == 1)].iloc[0]
@@ -160,7 +162,27 @@ def test_prepare_target_is_what_compare_reads_from_the_target():
     full, cheap = m.prepare(ys[0], folds=4), m.prepare_target(ys[0], folds=4)
     px = m.prepare(xs[0], folds=4)
     assert set(cheap) < set(full)
-    np.testing.assert_allclose(m.compare(px, cheap), m.compare(px, full), rtol=1e-6)
+    a, b = m.compare(px, cheap), m.compare(px, full)
+    assert set(a) == {"score", "alpha_median", "alpha_low_share", "alpha_high_share"}
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-6)
+
+
+def test_linear_predictivity_grid_reports_chosen_alphas_and_warns_at_the_grid_edge():
+    from align.metrics import AlphaGridWarning
+    from align.metrics import ridge_cv_predict
+
+    xs, ys = _layers(3, n=40)
+    grid = pairwise("linear_predictivity", xs[:2], ys[:2])
+    frame = grid.to_frame()
+    assert {"alpha_median", "alpha_low_share", "alpha_high_share"} <= set(frame.columns)
+    one = ridge_cv_predict(xs[1], ys[0])
+    row = frame[(frame.direction == "x_to_y") & (frame.layer_x == 1) & (frame.layer_y == 0)].iloc[0]
+    assert row.alpha_median == pytest.approx(one.alpha_median, rel=1e-5)
+    assert row.alpha_low_share == pytest.approx(one.alpha_low_share, abs=1e-6)
+    assert row.alpha_high_share == pytest.approx(one.alpha_high_share, abs=1e-6)
+    with pytest.warns(AlphaGridWarning, match=r"4 of 4 layer pairs \(x_to_y.*are the smallest alpha"):
+        pairwise("linear_predictivity(alphas=[1e5, 1e6])", xs[:2], ys[:2], direction="x_to_y")
 
 
 def test_permutation_and_bootstrap_statistics():
@@ -213,12 +235,6 @@ def test_stores_are_row_aligned_by_id(tmp_path):
     grid = pairwise("linear_cka", a, b, align_by_id=True)
     np.testing.assert_allclose(grid.scores, pairwise("linear_cka", xs, ys).scores, atol=1e-6)
     assert grid.layers_x == ("L0", "L1", "L2")
-
-
-def test_public_names():
-    for name in ("pairwise", "pairwise_within", "permutation_null", "bootstrap_ci", "paired_difference",
-                 "LayerGrid", "load_probe"):
-        assert hasattr(align, name)
 
 
 def test_constant_layer_is_an_error_or_skipped_as_nan():

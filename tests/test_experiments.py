@@ -240,3 +240,18 @@ def test_layerwise_peak_null(tiny_models, tmp_path):
     table = pd.read_parquet(run_experiment(pref, progress=False))
     peaks = grid.loc[grid.groupby("direction").score.idxmax()]
     assert set(zip(table.layer_x, table.layer_y)) == {(peaks.layer_x.iloc[0], peaks.layer_y.iloc[0])}
+
+
+def test_heldout_scores_are_the_metric_scores_of_each_condition():
+    """The held-out statistics start from the metric's own numbers: per-fold r averaged over folds by default,
+    one r over the concatenated predictions with cv_score="pooled"."""
+    from align.metrics import ridge_cv_predict
+
+    rng = np.random.default_rng(21)
+    X = rng.normal(size=(60, 8))
+    Y = X @ rng.normal(size=(8, 5)) + rng.normal(size=(60, 5))
+    noisy = X + rng.normal(size=X.shape) * 2.0
+    for cv_score in ("fold_mean", "pooled"):
+        out = heldout_paired_difference(noisy, Y, X, Y, n_perm=0, n_boot=0, folds=5, cv_score=cv_score)
+        assert out["score_a"] == pytest.approx(ridge_cv_predict(noisy, Y, cv_score=cv_score).score, abs=1e-5)
+        assert out["score_b"] == pytest.approx(ridge_cv_predict(X, Y, cv_score=cv_score).score, abs=1e-5)

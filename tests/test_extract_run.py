@@ -41,7 +41,8 @@ def test_vision_stores(made, tmp_path):
     encoder = load_hf(spec, poolings=("cls", "mean"), device="cpu")
     direct = encoder.encode([stim.load_image(i) for i in range(len(stim))], ["cls", "mean"])
     for pooling, path in paths.items():
-        assert path == store_path(tmp_path, "tiny", "original", "tiny-dinov2", pooling) and path.exists()
+        assert path == store_path(tmp_path, "tiny", "original", "tiny-dinov2", pooling,
+                                  stimulus_ids=stim.image_ids) and path.exists()
         assert not path.with_name(path.name + ".parts").exists()
         store = open_store(path)
         assert store.stimulus_ids == stim.image_ids
@@ -90,7 +91,8 @@ def test_resume_after_interrupt(made, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         _run(spec, stim, tmp_path / "out")
     monkeypatch.setattr(StoreWriter, "write_part", original)
-    assert not store_path(tmp_path / "out", "tiny", "original", "tiny-dinov2", "mean").exists()
+    assert not store_path(tmp_path / "out", "tiny", "original", "tiny-dinov2", "mean",
+                          stimulus_ids=stim.image_ids).exists()
 
     encoded = []
     load = extract_module.load_encoder
@@ -120,7 +122,7 @@ def test_unreadable_image(made, tmp_path):
     stim = StimulusSet(name="tiny", stimuli=items)
     with pytest.raises(StimulusError, match=r"img3.*broken\.png"):
         _run(made["dinov2"], stim, tmp_path)
-    path = store_path(tmp_path, "tiny", "original", "tiny-dinov2", "cls")
+    path = store_path(tmp_path, "tiny", "original", "tiny-dinov2", "cls", stimulus_ids=stim.image_ids)
     assert not path.exists()
     writer = StoreWriter(path, stimulus_ids=stim.image_ids, layer_names=["embeddings", "layer_1", "layer_2"],
                          meta={"config_fingerprint": ""})
@@ -181,12 +183,3 @@ def test_model_name_string_resolves(made, tmp_path):
 def test_import_does_not_import_torch():
     code = "import sys, align.extract; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
-
-
-def test_public_names():
-    from align.extract import ModelSpec  # noqa: F401
-    from align.extract import ModelUnavailableError  # noqa: F401
-    from align.extract import UnknownModelError  # noqa: F401
-    from align.extract import extract as extract_  # noqa: F401
-    from align.extract import list_models  # noqa: F401
-    from align.extract import resolve_model  # noqa: F401

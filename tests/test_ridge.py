@@ -2,10 +2,12 @@
 
 import numpy as np
 import pytest
+from sklearn.decomposition import PCA
 from sklearn.linear_model import RidgeCV
 from sklearn.metrics import r2_score
 from sklearn.model_selection import KFold
 
+from align.metrics import AlphaGridWarning
 from align.metrics._ridge import DEFAULT_ALPHAS
 from align.metrics._ridge import kfold_ids
 from align.metrics._ridge import linear_predictivity
@@ -24,13 +26,22 @@ def _data(n, p, q, seed=0, rank=None):
     return X.astype(np.float32) + 5.0, Y.astype(np.float32) - 3.0
 
 
+def _splits(X, folds):
+    return list(folds if not isinstance(folds, int) else KFold(folds, shuffle=True, random_state=0).split(X))
+
+
+def _fold_mean_r(pred, Y, splits):
+    """Brain-Score's score: per held-out fold, the mean over target columns of Pearson r; then the mean over folds."""
+    return np.mean([np.mean([np.corrcoef(pred[te, j], Y[te, j])[0, 1] for j in range(Y.shape[1])])
+                    for _, te in splits])
+
+
 def _oracle(X, Y, alphas, folds, alpha_per_target=True, scale=False):
     X = X.astype(np.float64)
     Y = Y.astype(np.float64)
     pred = np.zeros_like(Y)
     chosen = []
-    splits = folds if not isinstance(folds, int) else KFold(folds, shuffle=True, random_state=0).split(X)
-    for train, test in splits:
+    for train, test in _splits(X, folds):
         Xtr, Xte = X[train], X[test]
         if scale:
             mu, sd = Xtr.mean(0), Xtr.std(0)
@@ -57,9 +68,13 @@ def test_matches_sklearn_ridgecv_per_fold(n, p, q):
     agree, rel = _compare(res, pred, chosen)
     assert agree >= 0.95
     assert rel < 1e-4
-    # the score is the mean Pearson r of the out-of-fold predictions
+    # the score: Pearson r per held-out fold and target column, averaged over columns, then folds
+    np.testing.assert_allclose(res.score, _fold_mean_r(pred, Y, _splits(X, 5)), atol=1e-4)
+    # cv_score="pooled": one r per column over the concatenated out-of-fold predictions
+    pooled = ridge_cv_predict(X, Y, cv_score="pooled")
     r = [np.corrcoef(pred[:, j], Y[:, j])[0, 1] for j in range(q)]
-    np.testing.assert_allclose(res.score, np.mean(r), atol=1e-4)
+    np.testing.assert_allclose(pooled.score, np.mean(r), atol=1e-4)
+    assert np.all(np.isnan(pooled.fold_scores))
 
 
 def test_rank_deficient_x_and_explicit_folds():
@@ -84,7 +99,12 @@ def test_scale_one_alpha_and_r2_match_sklearn():
     pred, chosen = _oracle(X, Y, DEFAULT_ALPHAS, 5, alpha_per_target=False)
     np.testing.assert_allclose(res.alphas, chosen, rtol=1e-6)
     np.testing.assert_allclose(res.predictions, pred, rtol=1e-4, atol=1e-4 * np.abs(pred).max())
-    np.testing.assert_allclose(res.score, r2_score(Y, pred), atol=1e-4)
+    # per fold sklearn's r2_score (uniform average over columns), then the mean over folds
+    fold_r2 = [r2_score(Y[te], pred[te]) for _, te in _splits(X, 5)]
+    np.testing.assert_allclose(res.fold_scores, fold_r2, atol=1e-4)
+    np.testing.assert_allclose(res.score, np.mean(fold_r2), atol=1e-4)
+    pooled = ridge_cv_predict(X, Y, alpha_per_target=False, score="r2", cv_score="pooled")
+    np.testing.assert_allclose(pooled.score, r2_score(Y, pred), atol=1e-4)
 
 
 def test_constant_target_columns_are_dropped_and_counted():
@@ -93,6 +113,66 @@ def test_constant_target_columns_are_dropped_and_counted():
     res = ridge_cv_predict(X, Y)
     assert res.n_constant == 1 and np.isnan(res.column_scores[1])
     np.testing.assert_allclose(res.score, np.nanmean(res.column_scores), rtol=1e-6)
+
+
+def test_a_column_constant_within_one_held_out_fold_is_dropped_from_that_fold_only():
+    X, Y = _data(50, 8, 3, seed=5)
+    ids = kfold_ids(50, 5, 0)
+    Y[ids == 2, 0] = 1.5  # column 0 has no variance in fold 2's held-out rows
+    res = ridge_cv_predict(X, Y)
+    pred, _ = _oracle(X, Y, DEFAULT_ALPHAS, 5)
+    assert res.n_constant == 0
+    expected = []
+    for f in range(5):
+        te = ids == f
+        cols = [j for j in range(3) if np.ptp(Y[te, j]) > 0]
+        expected.append(np.mean([np.corrcoef(pred[te, j], Y[te, j])[0, 1] for j in cols]))
+    np.testing.assert_allclose(res.fold_scores, expected, atol=1e-4)
+    np.testing.assert_allclose(res.score, np.mean(expected), atol=1e-4)
+
+
+def test_fold_mean_is_centred_on_zero_under_the_null_and_pooled_is_not():
+    """The reason for the default (Brain-Score's convention): with nothing shared, the mean over folds of per-fold r
+    is ~0, while one r over the concatenated out-of-fold predictions is biased below zero."""
+    rng = np.random.default_rng(11)
+    fold_mean, pooled = [], []
+    for _ in range(40):
+        X, Y = rng.normal(size=(60, 10)), rng.normal(size=(60, 4))
+        fold_mean.append(ridge_cv_predict(X, Y).score)
+        pooled.append(ridge_cv_predict(X, Y, cv_score="pooled").score)
+    se = np.std(fold_mean) / np.sqrt(len(fold_mean))
+    assert abs(np.mean(fold_mean)) < 3 * se + 0.01
+    assert np.mean(pooled) < -0.05 and np.mean(pooled) < np.mean(fold_mean) - 5 * se
+
+
+def test_pca_components_is_pca_fitted_on_each_training_fold():
+    X, Y = _data(70, 20, 5, seed=12)
+    res = ridge_cv_predict(X, Y, pca_components=4)
+    pred = np.zeros(Y.shape)
+    for tr, te in _splits(X, 5):
+        pca = PCA(4).fit(X[tr].astype(np.float64))
+        model = RidgeCV(alphas=DEFAULT_ALPHAS, alpha_per_target=True).fit(pca.transform(X[tr]), Y[tr])
+        pred[te] = model.predict(pca.transform(X[te]))
+    np.testing.assert_allclose(res.predictions, pred, rtol=1e-3, atol=1e-3 * np.abs(pred).max())
+    np.testing.assert_allclose(res.score, _fold_mean_r(pred, Y, _splits(X, 5)), atol=1e-4)
+    with pytest.raises(ValueError, match="pca_components=60 exceeds"):
+        ridge_cv_predict(X, Y, pca_components=60)
+    with pytest.raises(ValueError, match="pca_components"):
+        ridge_cv_predict(X, Y, pca_components=-1)
+
+
+def test_chosen_alphas_are_summarised_and_an_edge_heavy_grid_warns():
+    X, Y = _data(60, 10, 6, seed=13)
+    res = ridge_cv_predict(X, Y)
+    cells = res.alphas  # no constant columns here
+    assert res.alpha_median == pytest.approx(np.median(cells))
+    assert res.alpha_low_share == pytest.approx((cells == DEFAULT_ALPHAS[0]).mean())
+    assert res.alpha_high_share == pytest.approx((cells == DEFAULT_ALPHAS[-1]).mean())
+    with pytest.warns(AlphaGridWarning, match="are the smallest alpha"):
+        ridge_cv_predict(X, Y, alphas=[1e5, 1e6])  # penalties far too strong: the weaker one wins for most targets
+    noise = np.random.default_rng(14).normal(size=Y.shape).astype(np.float32)
+    with pytest.warns(AlphaGridWarning, match="are the largest alpha"):
+        ridge_cv_predict(X, noise, alphas=[1e-3, 1e-2])  # nothing to predict: the strongest penalty wins
 
 
 def test_gcv_mostly_picks_the_loo_alpha():

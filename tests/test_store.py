@@ -50,21 +50,28 @@ def write_all(path, batch=5, order=None, **kwargs):
     return w.finalize()
 
 
-def test_public_names():
-    import align.store as store
-
-    for name in ["StoreWriter", "open_store", "ActivationStore", "StoreMismatchError", "NonFiniteActivationError",
-                 "StoreFormatError", "store_path", "align_rows"]:
-        assert hasattr(store, name)
+def test_store_errors_are_value_errors():
     for error in [StoreMismatchError, NonFiniteActivationError, StoreFormatError]:
         assert issubclass(error, ValueError)
 
 
 def test_store_path(tmp_path):
-    p = store_path(tmp_path, "coco5k", "original", "facebook/dinov2-small", "cls")
-    assert p == tmp_path / "activations" / "coco5k" / "original" / "facebook__dinov2-small" / "cls.parquet"
+    p = store_path(tmp_path, "coco5k", "original", "facebook/dinov2-small", "cls", stimulus_ids=IDS)
+    folder = tmp_path / "activations" / "coco5k" / "original" / "facebook__dinov2-small"
+    assert p == folder / f"cls-{order_hash(IDS)}.parquet"
+    # another subset, or the same ids in another order, is another store: the paths never collide
+    assert store_path(tmp_path, "coco5k", "original", "facebook/dinov2-small", "cls", stimulus_ids=IDS[:6]) != p
+    assert store_path(tmp_path, "coco5k", "original", "facebook/dinov2-small", "cls", stimulus_ids=IDS[::-1]) != p
     with pytest.raises(ValueError, match="pooling"):
-        store_path(tmp_path, "coco5k", "original", "m", "")
+        store_path(tmp_path, "coco5k", "original", "m", "", stimulus_ids=IDS)
+    with pytest.raises(ValueError, match="stimulus_ids"):
+        store_path(tmp_path, "coco5k", "original", "m", "cls", stimulus_ids=[])
+
+
+def test_store_path_matches_the_order_hash_the_writer_records(tmp_path):
+    path = store_path(tmp_path, "toy", "original", "org/tiny", "cls", stimulus_ids=IDS)
+    store = open_store(write_all(path))
+    assert path.name == f"cls-{store.order_hash}.parquet"
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])

@@ -22,6 +22,7 @@ from align.data._stimuli import Stimulus
 from align.data._stimuli import StimulusError
 from align.data._stimuli import StimulusSet
 from align.data._stimuli import order_hash
+from align.data._stimuli import stimulus_set_name
 from align.data._synthetic import describe_scene
 from align.data._synthetic import render_scene
 from align.data._synthetic import synthetic_scenes

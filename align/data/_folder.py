@@ -34,6 +34,8 @@ from align.data._report import make_report
 from align.data._stimuli import Stimulus
 from align.data._stimuli import StimulusError
 from align.data._stimuli import StimulusSet
+from align.data._stimuli import first_n
+from align.data._stimuli import stimulus_set_name
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 ON_ERROR = ("raise", "exclude")
@@ -165,15 +167,21 @@ def _read_csv(path: Path, rows: _Rows) -> None:
                 rows.add(value, row["caption"], f"{path.name}:{line_no}", group=row.get("group"), score=score)
 
 
-def _assemble(rows: _Rows, images_dir: Path, *, name: str, step: str, masks_dir: Path | None, n: int | None,
-              on_error: str, source: str, description: str = "", groups: Mapping[str, str] | None = None,
-              extras: Mapping[str, dict] | None = None, masks: Mapping[str, Path] | None = None) -> StimulusSet:
-    """Rows -> StimulusSet: find files, check captions, apply ``on_error``."""
+def _assemble(rows: _Rows, images_dir: Path, *, name: str | None, base: str, step: str, masks_dir: Path | None,
+              n: int | str | None, on_error: str, source: str, description: str = "",
+              groups: Mapping[str, str] | None = None, extras: Mapping[str, dict] | None = None,
+              masks: Mapping[str, Path] | None = None) -> StimulusSet:
+    """Rows -> StimulusSet: take the first ``n`` images, find files, check captions, apply ``on_error``.
+
+    The set is called ``name`` when given, else ``stimulus_set_name(base, used, total)`` (``base`` when every image
+    of the captions file is used, ``<base>-first<k>`` for the first k).
+    """
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
     image_ids = list(rows.captions)
-    if n is not None:
-        image_ids = image_ids[:n]
+    used = first_n(n, len(image_ids), source)
+    name = name or stimulus_set_name(base, used, len(image_ids))
+    image_ids = image_ids[:used]
     scores = _caption_scores(rows, image_ids, source) if rows.declared else None
     index = _image_index(images_dir)
     mask_index = _image_index(masks_dir) if masks_dir is not None and masks_dir.is_dir() else {}
@@ -219,7 +227,7 @@ def _assemble(rows: _Rows, images_dir: Path, *, name: str, step: str, masks_dir:
 
 
 def load_image_captions(images_dir: str | Path, captions_file: str | Path, name: str | None = None, *,
-                        masks_dir: str | Path | None = None, n: int | None = None, on_error: str = "raise",
+                        masks_dir: str | Path | None = None, n: int | str | None = None, on_error: str = "raise",
                         caption_score: str | None = DEFAULT_CAPTION_SCORE) -> StimulusSet:
     """A folder of images plus a captions file.
 
@@ -229,10 +237,12 @@ def load_image_captions(images_dir: str | Path, captions_file: str | Path, name:
         layout of ``/work/shared/data/*/captions.jsonl``), or CSV with a header ``image,caption`` (Flickr8k Kaggle
         ``captions.txt``; ``image`` is a file name) or ``image_id,caption`` (optional ``group`` column). The format
         is read from the first character: ``{`` means JSONL.
-      name: stimulus set name; default: the name of the folder that holds ``captions_file``.
+      name: stimulus set name, used as given; default: the name of the folder that holds ``captions_file``,
+        with ``-first<n>`` appended when only the first n images are used (``align.data.stimulus_set_name``).
       masks_dir: optional folder of ``<image_id>.png`` label maps (0 background, k object k); images without one
         get ``mask=None``.
-      n: keep only the first ``n`` images (in order of first appearance in the captions file).
+      n: keep only the first ``n`` images (in order of first appearance in the captions file); None or "all":
+        every image. More than the file holds is a StimulusError naming both numbers and the file.
       on_error: "raise" (default) or "exclude" (see the module docstring).
       caption_score: the JSONL field / CSV column holding a per-caption score (e.g. "clip_score"), read when the
         file has it (see the module docstring); None: never read scores.
@@ -251,13 +261,14 @@ def load_image_captions(images_dir: str | Path, captions_file: str | Path, name:
         _read_jsonl(captions_file, rows)
     else:
         _read_csv(captions_file, rows)
-    name = name or captions_file.resolve().parent.name
-    return _assemble(rows, images_dir, name=name, step=f"load_image_captions({captions_file.name})",
+    return _assemble(rows, images_dir, name=name, base=captions_file.resolve().parent.name,
+                     step=f"load_image_captions({captions_file.name})",
                      masks_dir=Path(masks_dir) if masks_dir is not None else None, n=n, on_error=on_error,
                      source=str(captions_file))
 
 
-def load_flickr(token_file: str | Path, images_dir: str | Path, name: str | None = None, *, n: int | None = None,
+def load_flickr(token_file: str | Path, images_dir: str | Path, name: str | None = None, *,
+                n: int | str | None = None,
                 on_error: str = "raise") -> StimulusSet:
     """Flickr8k / Flickr30k captions in the ``Flickr8k.token.txt`` format: ``<file>.jpg#<k><TAB><caption>``.
 
@@ -283,7 +294,7 @@ def load_flickr(token_file: str | Path, images_dir: str | Path, name: str | None
     rows = _Rows()
     for file_name, caption, k, where, stem in sorted(entries, key=lambda e: (order[e[0]], e[2])):
         rows.add(stem, caption, where, lookup=file_name)
-    return _assemble(rows, images_dir, name=name or token_file.resolve().parent.name,
+    return _assemble(rows, images_dir, name=name, base=token_file.resolve().parent.name,
                      step=f"load_flickr({token_file.name})", masks_dir=None, n=n, on_error=on_error,
                      source=str(token_file))
 
@@ -293,7 +304,7 @@ def load_flickr(token_file: str | Path, images_dir: str | Path, name: str | None
 
 
 def load_coco(path: str | Path, *, images_dir: str | Path | None = None, instances: str | Path | bool | None = None,
-              cache_dir: str | Path | None = None, name: str | None = None, n: int | None = None,
+              cache_dir: str | Path | None = None, name: str | None = None, n: int | str | None = None,
               on_error: str = "raise", caption_score: str | None = DEFAULT_CAPTION_SCORE) -> StimulusSet:
     """MS-COCO captions, with instance masks and concept groups when instance annotations are available.
 
@@ -316,8 +327,10 @@ def load_coco(path: str | Path, *, images_dir: str | Path | None = None, instanc
     lists the categories of instances 1, 2, ... .
 
     Args:
-      n: keep only the first ``n`` images (captions order); masks are decoded for those only.
-      name: default ``path``'s folder name (compact) or ``coco-<split>`` (official).
+      n: keep only the first ``n`` images (captions order); masks are decoded for those only. None or "all":
+        every image; more than there are: a StimulusError (as ``load_image_captions``).
+      name: default ``path``'s folder name (compact) or ``coco-<split>`` (official), with ``-first<n>`` appended
+        when only the first n images are used.
       on_error: as ``load_image_captions``.
       caption_score: the per-caption score field of ``captions.jsonl`` lines (compact) or of caption annotations
         (official), read when present; as ``load_image_captions``. Real COCO captions carry none.
@@ -351,7 +364,7 @@ def _load_coco_compact(root: Path, *, name, n, on_error, caption_score, images_d
             extras[image_id] = {"categories": ordered}
             groups[image_id] = cats.get(1)
     masks_dir = root / "masks"
-    return _assemble(rows, images_dir, name=name or root.resolve().name, step=f"load_coco({root.name})",
+    return _assemble(rows, images_dir, name=name, base=root.resolve().name, step=f"load_coco({root.name})",
                      masks_dir=masks_dir if masks_dir.is_dir() else None, n=n, on_error=on_error, source=str(root),
                      description="MS-COCO captions (compact layout)", groups=groups, extras=extras)
 
@@ -381,9 +394,9 @@ def _load_coco_official(captions_json: Path, *, images_dir, instances, cache_dir
         instances = candidate if candidate != captions_json and candidate.is_file() else False
     groups, extras, masks = {}, {}, {}
     if instances is not False:
-        wanted = list(rows.captions)[:n] if n is not None else list(rows.captions)
+        wanted = list(rows.captions)[:first_n(n, len(rows.captions), str(captions_json))]  # n checked before decoding
         groups, extras, masks = _coco_instance_masks(Path(instances), wanted, cache_dir)
-    return _assemble(rows, images_dir, name=name or f"coco-{split}", step=f"load_coco({captions_json.name})",
+    return _assemble(rows, images_dir, name=name, base=f"coco-{split}", step=f"load_coco({captions_json.name})",
                      masks_dir=None, n=n, on_error=on_error, source=str(captions_json),
                      description=f"MS-COCO {split} captions", groups=groups, extras=extras, masks=masks)
 

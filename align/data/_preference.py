@@ -24,6 +24,8 @@ from align.data._report import make_report
 from align.data._stimuli import Stimulus
 from align.data._stimuli import StimulusError
 from align.data._stimuli import StimulusSet
+from align.data._stimuli import first_n
+from align.data._stimuli import stimulus_set_name
 
 PICK_A_PIC_COLUMNS = ("caption", "jpg_0", "jpg_1", "label_0", "label_1")
 
@@ -171,13 +173,15 @@ def _label(value) -> float | None:
     return None if math.isnan(v) else v
 
 
-def load_pick_a_pic(path: str | Path, name: str | None = None, *, n: int | None = None) -> PreferenceSet:
+def load_pick_a_pic(path: str | Path, name: str | None = None, *, n: int | str | None = None) -> PreferenceSet:
     """Preference pairs from a Pick-a-Pic style Parquet file.
 
     Args:
       path: Parquet file with columns ``caption``, ``jpg_0``, ``jpg_1`` (image bytes), ``label_0``, ``label_1``.
-      name: set name; default the file stem.
-      n: read only the first ``n`` rows.
+      name: set name, used as given; default the file stem, with ``-first<n>`` appended when only the first n
+        rows are read (``align.data.stimulus_set_name``).
+      n: read only the first ``n`` rows (pairs); None or "all": every row. More rows than the file holds is a
+        StimulusError naming both numbers and the file.
 
     Returns:
       A PreferenceSet of the rows with a strict preference. Ties (equal labels), missing labels (null or NaN)
@@ -193,8 +197,9 @@ def load_pick_a_pic(path: str | Path, name: str | None = None, *, n: int | None 
     if missing:
         raise StimulusError(f"{path} lacks the Pick-a-Pic column(s) {missing}; found {sorted(columns)}")
     table = pq.read_table(path, columns=["caption", "label_0", "label_1"])
-    if n is not None:
-        table = table.slice(0, n)
+    total = table.num_rows
+    used = first_n(n, total, str(path), unit="rows (pairs)")
+    table = table.slice(0, used)
     captions, l0, l1 = (table.column(c).to_pylist() for c in ("caption", "label_0", "label_1"))
     width = max(6, len(str(len(captions) - 1)))
     pairs, excluded = [], {"tie": [], "missing_label": [], "empty_caption": []}
@@ -211,4 +216,5 @@ def load_pick_a_pic(path: str | Path, name: str | None = None, *, n: int | None 
             pairs.append(PreferencePair(pair_id=pair_id, caption=caption.strip(), preferred=0 if a > b else 1,
                                         labels=(a, b), row=row))
     report = make_report(f"load_pick_a_pic({path.name})", len(captions), len(pairs), excluded=excluded, unit="pairs")
-    return PreferenceSet(name=name or path.stem, path=path, pairs=pairs, report=report)
+    return PreferenceSet(name=name or stimulus_set_name(path.stem, used, total), path=path, pairs=pairs,
+                         report=report)

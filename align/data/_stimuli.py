@@ -11,7 +11,7 @@ import dataclasses
 import hashlib
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -154,6 +154,41 @@ class StimulusSet:
             h.update(json.dumps([s.image_id, list(s.captions), s.group, str(s.image),
                                  st.st_size if st else None, str(s.mask) if s.mask else None]).encode())
         return h.hexdigest()[:16]
+
+
+def first_n(n, total: int, source: str, unit: str = "images") -> int:
+    """How many items "the first ``n``" of ``total`` means: ``total`` when ``n`` is None or ``"all"``.
+
+    Args:
+      n: None or ``"all"`` (every item), or a positive integer.
+      total: how many items the source holds.
+      source: the file or folder the items come from (named in errors).
+      unit: what is counted (``"images"``, ``"pairs"``), named in errors.
+
+    Raises:
+      StimulusError: ``n`` is not None, ``"all"`` or a positive integer, or it exceeds ``total`` (a request for
+        more items than exist is refused, never silently truncated).
+    """
+    if n is None or n == "all":
+        return total
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise StimulusError(f"n = {n!r}: must be a positive integer or 'all' (omit it to use every item of {source})")
+    if n > total:
+        raise StimulusError(f"n = {n} but {source} holds only {total} {unit}; ask for at most {total}, or omit n "
+                            f"(or n = 'all') to use all {total}")
+    return int(n)
+
+
+def stimulus_set_name(base: str, used: int, total: int) -> str:
+    """The name of a set that keeps the first ``used`` of ``total`` items of a source named ``base``.
+
+    ``base`` when every item is used, else ``f"{base}-first{used}"``: the name says what the set holds, and ``used``
+    is the actual count (never a requested number larger than the source). The one place set names of subsets are
+    made; a name the user gives explicitly is used as it is instead.
+    """
+    if not 0 <= used <= total:
+        raise ValueError(f"stimulus_set_name: used = {used} must be between 0 and total = {total}")
+    return base if used == total else f"{base}-first{used}"
 
 
 def order_hash(ids: Sequence[str]) -> str:

@@ -3,6 +3,11 @@
 Public surface (one name per line).
 """
 
+from align.engine._battery import BatteryReport
+from align.engine._battery import CheckResult
+from align.engine._battery import MetricCheckError
+from align.engine._battery import check_metric
+from align.engine._battery import check_probe
 from align.engine._pairwise import LayerGrid
 from align.engine._pairwise import pairwise
 from align.engine._pairwise import pairwise_within

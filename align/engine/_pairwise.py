@@ -36,11 +36,14 @@ import numpy as np
 from jax import lax
 
 import align.metrics  # noqa: F401  (registers the built-in metrics)
+from align.engine import _progress
 from align.metrics._registry import Metric
 from align.metrics._registry import get_metric
 from align.metrics._registry import parse_metric_spec
 from align.metrics._validate import MetricInputError
 from align.metrics._validate import check_array
+from align.preprocess._steps import DEFAULT_PREPROCESS
+from align.preprocess._steps import parse_preprocess
 
 #: Direction labels of results: one grid for a symmetric metric, two for an asymmetric one.
 SYMMETRIC = "symmetric"
@@ -49,6 +52,10 @@ Y_TO_X = "y_to_x"
 
 #: Statistics a grid may carry, per direction, as ``[Lx, Ly]`` arrays (columns of ``to_frame``).
 STAT_NAMES = ("p_value", "null_mean", "null_std", "ci_low", "ci_high", "score_a", "score_b")
+
+#: Per-pair outputs a metric's compare may return beside ``"score"`` (e.g. linear predictivity's chosen ridge
+#: penalties); the engine keeps them in ``LayerGrid.stats`` and ``to_frame`` writes them as columns.
+AUX_NAMES = ("alpha_median", "alpha_low_share", "alpha_high_share")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -78,6 +85,8 @@ class LayerGrid:
       ci_level: coverage of ``ci_low``/``ci_high``.
       constant_x, constant_y: names of layers that were constant across stimuli (scored NaN; only with
         ``constant_layers="skip"``).
+      preprocess: canonical spec of the per-layer preprocessing applied before the metric (``"none"``,
+        ``"zscore"``, ``"clip(q=0.95)"``, ``"pca(k=50)"``, ...; see :mod:`align.preprocess`).
     """
 
     metric: str
@@ -95,6 +104,7 @@ class LayerGrid:
     ci_level: float = 0.95
     constant_x: tuple[str, ...] = ()
     constant_y: tuple[str, ...] = ()
+    preprocess: str = DEFAULT_PREPROCESS
 
     @property
     def directions(self) -> tuple[str, ...]:
@@ -129,9 +139,10 @@ class LayerGrid:
         """Long form, one row per (direction, x layer, y layer).
 
         Columns: ``layer_x``, ``layer_y`` (layer indices), ``layer_name_x``, ``layer_name_y``, ``rel_depth_x``,
-        ``rel_depth_y`` (index / last index; 1.0 for a single layer), ``metric``, ``direction`` (``"symmetric"``,
-        ``"x_to_y"`` or ``"y_to_x"``), ``score``, ``n``, then any statistics computed (``p_value``, ``null_mean``,
-        ``null_std``, ``ci_low``, ``ci_high``, ``score_a``, ``score_b``).
+        ``rel_depth_y`` (index / last index; 1.0 for a single layer), ``metric``, ``preprocess`` (the canonical
+        preprocessing spec), ``direction`` (``"symmetric"``,
+        ``"x_to_y"`` or ``"y_to_x"``), ``higher_is_more_aligned``, ``score``, ``n``, then any statistics computed
+        (``p_value``, ``null_mean``, ``null_std``, ``ci_low``, ``ci_high``, ``score_a``, ``score_b``).
         """
         import pandas as pd
 
@@ -144,10 +155,11 @@ class LayerGrid:
                 "layer_name_x": np.asarray(self.layers_x, dtype=object)[ix.ravel()],
                 "layer_name_y": np.asarray(self.layers_y, dtype=object)[iy.ravel()],
                 "rel_depth_x": _rel_depth(lx)[ix.ravel()], "rel_depth_y": _rel_depth(ly)[iy.ravel()],
-                "metric": self.metric, "direction": d,
+                "metric": self.metric, "preprocess": self.preprocess, "direction": d,
+                "higher_is_more_aligned": bool(self.higher_is_more_aligned),
                 "score": np.asarray(self.score(d), dtype=np.float64).ravel(), "n": self.n,
             }
-            for name in STAT_NAMES:
+            for name in STAT_NAMES + AUX_NAMES:
                 if name in self.stats.get(d, {}):
                     cols[name] = np.asarray(self.stats[d][name], dtype=np.float64).ravel()
             frames.append(pd.DataFrame(cols))
@@ -207,24 +219,21 @@ def _as_side(layers, label: str) -> _Side:
 
 
 def _pair_rows(xs: _Side, ys: _Side, align_by_id: bool) -> None:
-    """Pair rows by stimulus id when both sides know their ids (in place); refuse differing orders."""
+    """Pair rows by stimulus id when both sides know their ids (in place); refuse differing orders.
+
+    ``align.store.match_rows`` decides: same order -> as they are; ``align_by_id`` -> the common ids, or, for an
+    image store and a caption store (ids ``<image_id>#<k>``, one caption per image), each image row with its
+    caption row; a caption store with several captions per image, or sides with no common id, raise a
+    StoreMismatchError naming both sides and example ids.
+    """
     if xs.stimulus_ids is None or ys.stimulus_ids is None:
         if align_by_id:
             raise MetricInputError("align_by_id=True needs stimulus ids on both sides (pass ActivationStore objects)")
         return
-    if hasattr(xs.source, "order_hash") and hasattr(ys.source, "order_hash"):
-        from align.store import align_rows
+    from align.store import match_rows
 
-        rows = align_rows(xs.source, ys.source, align_by_id=align_by_id)
-    elif xs.stimulus_ids == ys.stimulus_ids:
-        rows = None
-    elif align_by_id:
-        in_y = {sid: i for i, sid in enumerate(ys.stimulus_ids)}
-        rx = [i for i, sid in enumerate(xs.stimulus_ids) if sid in in_y]
-        rows = np.asarray(rx, np.int64), np.asarray([in_y[xs.stimulus_ids[i]] for i in rx], np.int64)
-    else:
-        raise MetricInputError("the two sides list different stimulus ids or orders; pass align_by_id=True to "
-                               "compare the common stimuli")
+    rows = match_rows(xs.stimulus_ids, ys.stimulus_ids, align_by_id=align_by_id, source_a=xs.source,
+                      source_b=ys.source)
     if rows is not None:
         rx, ry = rows
         xs.arrays = [np.asarray(a)[rx] for a in xs.arrays]
@@ -464,6 +473,7 @@ class _Plan:
     within: bool
     chunk_size: int | None
     n: int
+    preprocess: str = DEFAULT_PREPROCESS
 
 
 def _directions(metric: Metric, direction: str | None) -> tuple[str, ...]:
@@ -476,8 +486,12 @@ def _directions(metric: Metric, direction: str | None) -> tuple[str, ...]:
     return (direction,)
 
 
-def _plan(metric, Xs, Ys, *, kwargs, align_by_id=False, direction=None, chunk_size=None, within=False) -> _Plan:
+def _plan(metric, Xs, Ys, *, kwargs, align_by_id=False, direction=None, chunk_size=None, within=False,
+          preprocess=None) -> _Plan:
     metric, kwargs = resolve_metric(metric, kwargs)
+    if preprocess is None:  # callers that forward **kwargs (paired_difference) pass it among the metric's kwargs
+        preprocess = kwargs.pop("preprocess", DEFAULT_PREPROCESS)
+    step = parse_preprocess(preprocess)
     xs = _as_side(Xs, "Xs")
     ys = xs if within else _as_side(Ys, "Ys")
     if not within:
@@ -486,6 +500,7 @@ def _plan(metric, Xs, Ys, *, kwargs, align_by_id=False, direction=None, chunk_si
     if not within:
         _validate_side(ys, "Ys", metric)
     n = _check_n((xs, "Xs"), (ys, "Ys"))
+    kwargs = _preprocess_sides(step, metric, kwargs, (xs, "Xs"), *(() if within else ((ys, "Ys"),)))
     kw = _split_kwargs(metric, kwargs)
     if metric.validate is not None:
         widths = [a.shape[1] for a in xs.arrays] + ([] if within else [a.shape[1] for a in ys.arrays])
@@ -495,7 +510,27 @@ def _plan(metric, Xs, Ys, *, kwargs, align_by_id=False, direction=None, chunk_si
     if chunk_size is not None and int(chunk_size) < 1:
         raise ValueError(f"chunk_size must be a positive number of layer pairs, got {chunk_size}")
     return _Plan(metric, kw, xs, ys, parts_x, parts_y, _directions(metric, direction), within,
-                 metric.grid_chunk if chunk_size is None else int(chunk_size), n)
+                 metric.grid_chunk if chunk_size is None else int(chunk_size), n, step.spec)
+
+
+def _preprocess_sides(step, metric: Metric, kwargs: dict, *sides: tuple[_Side, str]) -> dict:
+    """Apply the preprocessing step to every layer of each side (in place); returns the metric's kwargs.
+
+    ``pca(k)`` for a metric that declares ``fold_pca_kwarg`` (it fits PCA on its own training folds) is passed as
+    that keyword instead, after checking that k fits every layer; the data are left as they are.
+    """
+    if step.name == "pca" and metric.fold_pca_kwarg:
+        for side, label in sides:
+            for name, a in zip(side.names, side.arrays):
+                step.check(*a.shape, layer=f"layer {name!r} of {label}")
+        given = kwargs.get(metric.fold_pca_kwarg)
+        if given is not None and given != step.k:
+            raise ValueError(f"preprocess {step.spec!r} and {metric.fold_pca_kwarg}={given!r} disagree; give one")
+        return {**kwargs, metric.fold_pca_kwarg: step.k}
+    if step.name != "none":
+        for side, label in sides:
+            side.arrays = [step.apply(a, layer=f"layer {name!r} of {label}") for name, a in zip(side.names, side.arrays)]
+    return kwargs
 
 
 def _prepare_part(plan: _Plan, part: _Part, prepare=None):
@@ -524,6 +559,16 @@ def _prepare_parts(plan: _Plan, parts: list[_Part], prepare=None):
 def _score_of(out):
     """A compare result is a scalar or a small dict with a ``"score"`` entry."""
     return out["score"] if isinstance(out, dict) else out
+
+
+def _collect(block: dict, out: dict, key) -> None:
+    """Keep the auxiliary outputs (:data:`AUX_NAMES`) of one block's compare results ``{direction: out}`` in
+    ``block[name][key][direction]``."""
+    for d, v in out.items():
+        if isinstance(v, dict):
+            for name in AUX_NAMES:
+                if name in v:
+                    block.setdefault(name, {}).setdefault(key, {})[d] = v[name]
 
 
 def _block_pairs(plan: _Plan):
@@ -555,24 +600,38 @@ def _assemble(plan: _Plan, blocks: dict, lead_shape=(), transpose_within=True) -
     return {d: full[d] for d in plan.directions}
 
 
-def _observed(plan: _Plan, batched: bool = True) -> dict[str, np.ndarray]:
+def _observed(plan: _Plan, batched: bool = True, aux: dict | None = None,
+              progress: bool | None = False) -> dict[str, np.ndarray]:
+    """``{direction: [Lx, Ly]}`` observed scores; auxiliary per-pair outputs go to ``aux[name][direction]``."""
     if not batched:
-        return _observed_loop(plan)
+        return _observed_loop(plan, aux, progress)
     if plan.metric.prepare_target is not None and not plan.metric.symmetric:
-        return _observed_streamed(plan)
+        return _observed_streamed(plan, aux, progress)
     kw = plan.kw
-    with jax.default_matmul_precision("highest"):
+    blocks, extra = {}, {}
+    pairs = _block_pairs(plan)
+    with jax.default_matmul_precision("highest"), _progress.bar(len(pairs), f"{plan.metric.name} grid", "block",
+                                                                progress) as bar:
         preps_x = _prepare_parts(plan, plan.parts_x)
         preps_y = preps_x if plan.within else _prepare_parts(plan, plan.parts_y)
-        blocks = {}
-        for a, b, dirs in _block_pairs(plan):
-            out = _grid_call(preps_x[a], preps_y[b], kw.traced_comp, compare=plan.metric.compare,
-                             static_kw=kw.static_comp, directions=dirs, chunk_size=plan.chunk_size)
-            blocks[(a, b)] = {d: _score_of(v) for d, v in jax.device_get(out).items()}
+        for a, b, dirs in pairs:
+            out = jax.device_get(_grid_call(preps_x[a], preps_y[b], kw.traced_comp, compare=plan.metric.compare,
+                                            static_kw=kw.static_comp, directions=dirs, chunk_size=plan.chunk_size))
+            blocks[(a, b)] = {d: _score_of(v) for d, v in out.items()}
+            _collect(extra, out, (a, b))
+            bar.update()
+    return _assembled(plan, blocks, extra, aux)
+
+
+def _assembled(plan: _Plan, blocks: dict, extra: dict, aux: dict | None) -> dict[str, np.ndarray]:
+    """:func:`_assemble` of the scores, and of each auxiliary output into ``aux`` (when given)."""
+    if aux is not None:
+        for name, per_block in extra.items():
+            aux[name] = _assemble(plan, per_block)
     return _assemble(plan, blocks)
 
 
-def _observed_streamed(plan: _Plan) -> dict[str, np.ndarray]:
+def _observed_streamed(plan: _Plan, aux: dict | None = None, progress: bool | None = False) -> dict[str, np.ndarray]:
     """An asymmetric metric with a cheap ``prepare_target`` (linear predictivity), one source layer at a time.
 
     Per direction, every target layer is prepared once with ``prepare_target`` (for ridge: its data and fold means)
@@ -583,33 +642,46 @@ def _observed_streamed(plan: _Plan) -> dict[str, np.ndarray]:
     kw = plan.kw
     m = plan.metric
     dirs = (X_TO_Y,) if plan.within else plan.directions  # within one model y_to_x is x_to_y transposed
+    names = ("score",) + AUX_NAMES
     blocks: dict = {}
-    with jax.default_matmul_precision("highest"):
+    n_sources = sum(len(plan.xs.arrays) if d == X_TO_Y else len(plan.ys.arrays) for d in dirs)
+    with jax.default_matmul_precision("highest"), _progress.bar(n_sources, f"{m.name} (source layers)", "layer",
+                                                                progress) as bar:
         for d in dirs:
             sources, targets = (plan.parts_x, plan.parts_y) if d == X_TO_Y else (plan.parts_y, plan.parts_x)
             prepped = _prepare_parts(plan, targets, m.prepare_target)
             for s_i, part in enumerate(sources):
-                rows = [[] for _ in targets]
+                rows = [{k: [] for k in names} for _ in targets]
                 for X in part.layers():
                     one = jax.tree_util.tree_map(lambda a: a[None], _prepare_one(
                         jnp.asarray(X), kw.traced_prep, prepare=m.prepare, static_kw=kw.static_prep))
                     for t_i, tp in enumerate(prepped):
                         px, py = (one, tp) if d == X_TO_Y else (tp, one)
-                        out = _grid_call(px, py, kw.traced_comp, compare=m.compare, static_kw=kw.static_comp,
-                                         directions=(d,), chunk_size=plan.chunk_size)
-                        score = np.asarray(_score_of(jax.device_get(out)[d]))
-                        rows[t_i].append(score[0] if d == X_TO_Y else score[:, 0])
+                        out = jax.device_get(_grid_call(px, py, kw.traced_comp, compare=m.compare,
+                                                        static_kw=kw.static_comp, directions=(d,),
+                                                        chunk_size=plan.chunk_size))[d]
+                        values = out if isinstance(out, dict) else {"score": out}
+                        for k, v in values.items():
+                            if k in names:
+                                v = np.asarray(v)
+                                rows[t_i][k].append(v[0] if d == X_TO_Y else v[:, 0])
+                    bar.update()
                 for t_i, r in enumerate(rows):
                     key = (s_i, t_i) if d == X_TO_Y else (t_i, s_i)
-                    blocks.setdefault(key, {})[d] = np.stack(r) if d == X_TO_Y else np.stack(r, axis=1)
-    return _assemble(plan, blocks)
+                    for k, v in r.items():
+                        if v:
+                            blocks.setdefault(k, {}).setdefault(key, {})[d] = (
+                                np.stack(v) if d == X_TO_Y else np.stack(v, axis=1))
+    scores = blocks.pop("score")
+    return _assembled(plan, scores, blocks, aux)
 
 
-def _observed_loop(plan: _Plan) -> dict[str, np.ndarray]:
+def _observed_loop(plan: _Plan, aux: dict | None = None, progress: bool | None = False) -> dict[str, np.ndarray]:
     """Fallback: one compiled compare per pair, called from a Python loop (for compares that cannot be vmapped)."""
     kw = plan.kw
     m = plan.metric
-    with jax.default_matmul_precision("highest"):
+    total = len(plan.directions) * len(plan.xs.arrays) * len(plan.ys.arrays)
+    with jax.default_matmul_precision("highest"), _progress.bar(total, f"{m.name} (pairs)", "pair", progress) as bar:
         px = [_prepare_one(jnp.asarray(a), kw.traced_prep, prepare=m.prepare, static_kw=kw.static_prep)
               for a in plan.xs.arrays]
         py = px if plan.within else [_prepare_one(jnp.asarray(a), kw.traced_prep, prepare=m.prepare,
@@ -620,8 +692,14 @@ def _observed_loop(plan: _Plan) -> dict[str, np.ndarray]:
             for i, p in enumerate(px):
                 for j, q in enumerate(py):
                     a, b = (q, p) if d == Y_TO_X else (p, q)
-                    grid[i, j] = float(_score_of(_pair_call(a, b, kw.traced_comp, compare=m.compare,
-                                                            static_kw=kw.static_comp)))
+                    value = jax.device_get(_pair_call(a, b, kw.traced_comp, compare=m.compare,
+                                                      static_kw=kw.static_comp))
+                    grid[i, j] = float(_score_of(value))
+                    if aux is not None and isinstance(value, dict):
+                        for name in AUX_NAMES:
+                            if name in value:
+                                aux.setdefault(name, {}).setdefault(d, np.full(grid.shape, np.nan))[i, j] = value[name]
+                    bar.update()
             out[d] = grid
     return out
 
@@ -631,13 +709,14 @@ def _grid_result(plan: _Plan, scores: dict[str, np.ndarray], stats=None, **extra
     return LayerGrid(
         metric=m.name, kwargs=dict(plan.kw.given), layers_x=tuple(plan.xs.names), layers_y=tuple(plan.ys.names),
         scores=scores[SYMMETRIC] if m.symmetric else dict(scores), n=plan.n, symmetric=m.symmetric,
-        higher_is_more_aligned=m.higher_is_more_aligned, stats=stats or {}, **extra)
+        higher_is_more_aligned=m.higher_is_more_aligned, stats=stats or {}, preprocess=plan.preprocess, **extra)
 
 
 def pairwise(metric, Xs, Ys, *, align_by_id: bool = False, direction: str | None = None,
              chunk_size: int | None = None, null: int = 0, ci: int = 0, ci_level: float = 0.95,
              stats_seed: int = 0, batch_size: int | None = None, batched: bool = True,
-             constant_layers: str = "error", **kwargs) -> LayerGrid:
+             constant_layers: str = "error", preprocess: str = DEFAULT_PREPROCESS, progress: bool | None = None,
+             **kwargs) -> LayerGrid:
     """Score every (x layer, y layer) pair with one metric.
 
     Args:
@@ -662,38 +741,50 @@ def pairwise(metric, Xs, Ys, *, align_by_id: bool = False, direction: str | None
       constant_layers: what to do with a layer whose rows are all identical (no metric is defined on it; e.g. a
         ViT's CLS token at the embedding layer is the same for every image): ``"error"`` (default) raises a
         MetricInputError naming it; ``"skip"`` scores it as NaN and lists it in ``constant_x``/``constant_y``.
+      preprocess: per-layer preprocessing applied to every layer of both sides after input validation and before
+        the metric (and before any permutation or resample, which re-use the preprocessed layers): ``"none"``
+        (default, ``align.preprocess.DEFAULT_PREPROCESS``), ``"center"``, ``"zscore"``, ``"clip(q=0.95)"``,
+        ``"l2"`` or ``"pca(k)"``; see :mod:`align.preprocess` for definitions and where each is fitted. For a metric
+        with held-out rows (``Metric.fold_pca_kwarg``, e.g. linear predictivity), ``pca(k)`` is fitted on each
+        training fold by the metric itself. Recorded as ``LayerGrid.preprocess``.
+      progress: show a progress bar with the time left (scoring, permutations, resamples) on standard error;
+        None (default): when standard error is a terminal or ``ALIGN_PROGRESS=1`` (see ``align.engine._progress``).
       **kwargs: the metric's keyword arguments (override those of a spec string).
 
     Returns:
       A :class:`LayerGrid`: ``scores[i, j]`` for x layer i and y layer j (a dict of two such arrays,
       ``"x_to_y"`` and ``"y_to_x"``, for an asymmetric metric), plus ``p_value``/``null_mean``/``null_std`` and
-      ``ci_low``/``ci_high`` in ``.stats`` when requested.
+      ``ci_low``/``ci_high`` in ``.stats`` when requested, and any per-pair outputs the metric reports beside its
+      score (linear predictivity: ``alpha_median``, ``alpha_low_share``, ``alpha_high_share``).
 
     Raises:
       MetricInputError: a layer with non-finite values, too few stimuli, or row counts that differ.
       StoreMismatchError: two stores with different stimulus orders and ``align_by_id=False``.
-      ValueError: unknown metric or keyword argument, bad hyper-parameter.
+      ValueError: unknown metric or keyword argument, bad hyper-parameter, bad preprocessing spec (e.g.
+        ``pca(k)`` with k above a layer's min(n, d); ``align.preprocess.PreprocessError``).
     """
     plan = _plan(metric, Xs, Ys, kwargs=kwargs, align_by_id=align_by_id, direction=direction,
-                 chunk_size=chunk_size)
+                 chunk_size=chunk_size, preprocess=preprocess)
     constant = _constant_layers(plan, constant_layers)
     grid = _with_stats(plan, null=null, ci=ci, ci_level=ci_level, seed=stats_seed, batch_size=batch_size,
-                       batched=batched)
+                       batched=batched, progress=progress)
     return _mask_constant(grid, *constant)
 
 
 def pairwise_within(metric, Xs, *, direction: str | None = None, chunk_size: int | None = None, null: int = 0,
                     ci: int = 0, ci_level: float = 0.95, stats_seed: int = 0, batch_size: int | None = None,
-                    batched: bool = True, constant_layers: str = "error", **kwargs) -> LayerGrid:
+                    batched: bool = True, constant_layers: str = "error", preprocess: str = DEFAULT_PREPROCESS,
+                    progress: bool | None = None, **kwargs) -> LayerGrid:
     """Every pair of layers of ONE model (``[L, L]``), preparing each layer once.
 
     Same arguments as :func:`pairwise` without ``Ys``. For an asymmetric metric ``y_to_x`` is the transpose of
     ``x_to_y`` (the same numbers; nothing is filled in by symmetry).
     """
-    plan = _plan(metric, Xs, None, kwargs=kwargs, direction=direction, chunk_size=chunk_size, within=True)
+    plan = _plan(metric, Xs, None, kwargs=kwargs, direction=direction, chunk_size=chunk_size, within=True,
+                 preprocess=preprocess)
     constant = _constant_layers(plan, constant_layers)
     grid = _with_stats(plan, null=null, ci=ci, ci_level=ci_level, seed=stats_seed, batch_size=batch_size,
-                       batched=batched)
+                       batched=batched, progress=progress)
     return _mask_constant(grid, *constant)
 
 
@@ -732,15 +823,21 @@ def _mask_constant(grid: LayerGrid, cx: list[int], cy: list[int]) -> LayerGrid:
                                constant_y=tuple(grid.layers_y[i] for i in cy))
 
 
-def _with_stats(plan: _Plan, *, null, ci, ci_level, seed, batch_size, batched) -> LayerGrid:
+def _with_stats(plan: _Plan, *, null, ci, ci_level, seed, batch_size, batched, progress=None) -> LayerGrid:
     from align.engine import _stats
 
-    scores = _observed(plan, batched=batched)
+    aux: dict = {}
+    scores = _observed(plan, batched=batched, aux=aux, progress=progress)
     stats: dict[str, dict[str, np.ndarray]] = {d: {} for d in scores}
+    for name, per_direction in aux.items():
+        for d, grid in per_direction.items():
+            stats[d][name] = grid
+    if aux and plan.metric.check_outputs is not None:
+        plan.metric.check_outputs(aux, plan.xs.names, plan.ys.names, plan.kw.merged)
     if null:
-        for d, s in _stats.null_summary(plan, scores, int(null), seed, batch_size).items():
+        for d, s in _stats.null_summary(plan, scores, int(null), seed, batch_size, progress).items():
             stats[d].update(s)
     if ci:
-        for d, s in _stats.bootstrap_summary(plan, int(ci), ci_level, seed, batch_size).items():
+        for d, s in _stats.bootstrap_summary(plan, int(ci), ci_level, seed, batch_size, progress).items():
             stats[d].update(s)
     return _grid_result(plan, scores, stats, n_perm=int(null or 0), n_boot=int(ci or 0), ci_level=ci_level)

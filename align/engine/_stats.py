@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from align.engine import _progress
 from align.engine._pairwise import LayerGrid
 from align.engine._pairwise import _assemble
 from align.engine._pairwise import _grid_body
@@ -113,6 +114,28 @@ def _groups(part):
     return tuple(jnp.asarray(g) for g in part.stacks())
 
 
+#: Host-side steps a distribution is split into (for progress); each is one compiled call over its draws.
+PROGRESS_STEPS = 10
+
+
+def _in_steps(call, draws: np.ndarray, batch_size: int, bar) -> dict:
+    """``call(draws)`` -> ``{key: [len(draws), ...]}`` computed in about :data:`PROGRESS_STEPS` host steps of equal
+    size (a multiple of ``batch_size``; the last step padded with repeats of its last draw and trimmed), so a bar
+    can advance between them. Every step has the same shape: one compilation."""
+    n = len(draws)
+    size = batch_size * max(1, -(-n // (PROGRESS_STEPS * batch_size)))
+    outs = []
+    for start in range(0, n, size):
+        chunk = draws[start:start + size]
+        real = len(chunk)
+        if real < size and start > 0:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], size - real, axis=0)])
+        out = jax.device_get(call(jnp.asarray(chunk)))
+        outs.append(jax.tree_util.tree_map(lambda a: a[:real], out))
+        bar.update(real)
+    return jax.tree_util.tree_map(lambda *a: np.concatenate(a), *outs)
+
+
 def permutations(n: int, n_perm: int, seed: int = 0) -> np.ndarray:
     """``[n_perm, n]`` int32 permutations of the rows (the null's re-pairings of stimuli)."""
     rng = np.random.default_rng(seed)
@@ -124,7 +147,7 @@ def bootstrap_rows(n: int, n_boot: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, n, size=(n_boot, n), dtype=np.int32)
 
 
-def null_distribution(plan: _Plan, perms: np.ndarray, batch_size=None) -> dict[str, np.ndarray]:
+def null_distribution(plan: _Plan, perms: np.ndarray, batch_size=None, progress=False) -> dict[str, np.ndarray]:
     """``{direction: [n_perm, Lx, Ly]}``: the grid with the stimulus pairing permuted by each of ``perms``.
 
     A symmetric metric permutes the rows of every Y layer. An asymmetric one permutes the rows of the target of
@@ -135,15 +158,17 @@ def null_distribution(plan: _Plan, perms: np.ndarray, batch_size=None) -> dict[s
     kw = plan.kw
     m = plan.metric
     static = _static(plan, batch_size, len(perms))
-    perms = jnp.asarray(perms)
     blocks: dict = {}
-    with jax.default_matmul_precision("highest"):
+    calls = len(plan.parts_x) * len(plan.parts_y) * (1 if m.symmetric else len(plan.directions))
+    with jax.default_matmul_precision("highest"), _progress.bar(calls * len(perms), f"{m.name} null",
+                                                                "perm", progress) as bar:
         preps_x = _prepare_parts(plan, plan.parts_x)
         if m.symmetric:
             for a, px in enumerate(preps_x):
                 for b, part_y in enumerate(plan.parts_y):
-                    blocks[(a, b)] = jax.device_get(_null_call(px, _groups(part_y), perms, kw.traced_prep,
-                                                               kw.traced_comp, **static))
+                    gy = _groups(part_y)
+                    blocks[(a, b)] = _in_steps(lambda p: _null_call(px, gy, p, kw.traced_prep, kw.traced_comp,
+                                                                    **static), perms, static["batch_size"], bar)
             return _assemble(plan, blocks, lead_shape=(len(perms),), transpose_within=False)
         target = dict(static, prepare=m.prepare_target or m.prepare)
         if Y_TO_X in plan.directions:
@@ -152,27 +177,30 @@ def null_distribution(plan: _Plan, perms: np.ndarray, batch_size=None) -> dict[s
             for a, part_x in enumerate(plan.parts_x):
                 for b, part_y in enumerate(plan.parts_y):
                     if d == X_TO_Y:
-                        out = _null_call(preps_x[a], _groups(part_y), perms, kw.traced_prep, kw.traced_comp,
-                                         **dict(target, directions=(d,)))
+                        fixed, groups, permute_x = preps_x[a], _groups(part_y), False
                     else:
-                        out = _null_call(preps_y[b], _groups(part_x), perms, kw.traced_prep, kw.traced_comp,
-                                         **dict(target, directions=(d,)), permute_x=True)
-                    blocks.setdefault((a, b), {}).update(jax.device_get(out))
+                        fixed, groups, permute_x = preps_y[b], _groups(part_x), True
+                    out = _in_steps(lambda p: _null_call(fixed, groups, p, kw.traced_prep, kw.traced_comp,
+                                                         **dict(target, directions=(d,)), permute_x=permute_x),
+                                    perms, static["batch_size"], bar)
+                    blocks.setdefault((a, b), {}).update(out)
     return _assemble(plan, blocks, lead_shape=(len(perms),), transpose_within=False)
 
 
-def bootstrap_distribution(plan: _Plan, rows: np.ndarray, batch_size=None) -> dict[str, np.ndarray]:
+def bootstrap_distribution(plan: _Plan, rows: np.ndarray, batch_size=None, progress=False) -> dict[str, np.ndarray]:
     """``{direction: [n_boot, Lx, Ly]}``: the grid on each bootstrap resample ``rows`` of the stimuli."""
     kw = plan.kw
     static = _static(plan, batch_size, len(rows))
     blocks = {}
-    with jax.default_matmul_precision("highest"):
+    calls = len(plan.parts_x) * len(plan.parts_y)
+    with jax.default_matmul_precision("highest"), _progress.bar(calls * len(rows), f"{plan.metric.name} bootstrap",
+                                                                "resample", progress) as bar:
         for a, part_x in enumerate(plan.parts_x):
             for b, part_y in enumerate(plan.parts_y):
                 same = plan.within and a == b
-                out = _boot_call(_groups(part_x), _groups(part_y), jnp.asarray(rows), kw.traced_prep,
-                                 kw.traced_comp, same=same, **static)
-                blocks[(a, b)] = jax.device_get(out)
+                gx, gy = _groups(part_x), _groups(part_y)
+                blocks[(a, b)] = _in_steps(lambda r: _boot_call(gx, gy, r, kw.traced_prep, kw.traced_comp, same=same,
+                                                                **static), rows, static["batch_size"], bar)
     return _assemble(plan, blocks, lead_shape=(len(rows),), transpose_within=False)
 
 
@@ -187,9 +215,9 @@ def _p_value(null: np.ndarray, observed: np.ndarray, higher_is_better: bool, two
     return np.where(np.isnan(observed), np.nan, p)
 
 
-def null_summary(plan, scores, n_perm, seed=0, batch_size=None) -> dict[str, dict[str, np.ndarray]]:
+def null_summary(plan, scores, n_perm, seed=0, batch_size=None, progress=False) -> dict[str, dict[str, np.ndarray]]:
     """Per direction: ``p_value``, ``null_mean``, ``null_std`` of ``n_perm`` permutations of the pairing."""
-    null = null_distribution(plan, permutations(plan.n, n_perm, seed), batch_size)
+    null = null_distribution(plan, permutations(plan.n, n_perm, seed), batch_size, progress)
     higher = plan.metric.higher_is_more_aligned
     return {d: {"p_value": _p_value(null[d], scores[d], higher), "null_mean": np.nanmean(null[d], axis=0),
                 "null_std": np.nanstd(null[d], axis=0)} for d in scores}
@@ -200,11 +228,12 @@ def _interval(dist: np.ndarray, level: float) -> dict[str, np.ndarray]:
     return {"ci_low": lo, "ci_high": hi}
 
 
-def bootstrap_summary(plan, n_boot, level=0.95, seed=0, batch_size=None) -> dict[str, dict[str, np.ndarray]]:
+def bootstrap_summary(plan, n_boot, level=0.95, seed=0, batch_size=None,
+                      progress=False) -> dict[str, dict[str, np.ndarray]]:
     """Per direction: percentile ``ci_low``/``ci_high`` of ``n_boot`` bootstrap resamples of the stimuli."""
     if not 0.0 < level < 1.0:
         raise ValueError(f"ci level must be in (0, 1), got {level}")
-    dist = bootstrap_distribution(plan, bootstrap_rows(plan.n, n_boot, seed), batch_size)
+    dist = bootstrap_distribution(plan, bootstrap_rows(plan.n, n_boot, seed), batch_size, progress)
     return {d: _interval(dist[d], level) for d in dist}
 
 
@@ -214,11 +243,11 @@ def bootstrap_summary(plan, n_boot, level=0.95, seed=0, batch_size=None) -> dict
 
 def permutation_null(metric, Xs, Ys, n_perm: int = 1000, seed: int = 0, *, align_by_id: bool = False,
                      direction: str | None = None, chunk_size: int | None = None, batch_size: int | None = None,
-                     **kwargs) -> LayerGrid:
+                     progress: bool | None = None, **kwargs) -> LayerGrid:
     """Permutation test of every layer pair: how often a random re-pairing of stimuli scores as high.
 
     Args:
-      metric, Xs, Ys, align_by_id, direction, chunk_size: as :func:`align.engine.pairwise`.
+      metric, Xs, Ys, align_by_id, direction, chunk_size, progress: as :func:`align.engine.pairwise`.
       n_perm: number of random permutations of the stimulus pairing (the rows of Y; for an asymmetric metric the
         rows of each direction's target), the same permutations for every layer pair.
       seed: NumPy seed of the permutations. (A metric's own ``seed`` -- linear_predictivity's fold shuffling --
@@ -231,16 +260,16 @@ def permutation_null(metric, Xs, Ys, n_perm: int = 1000, seed: int = 0, *, align
       ``(1 + #{null >= observed}) / (1 + n_perm)``), ``null_mean`` and ``null_std`` in ``.stats``.
     """
     return pairwise(metric, Xs, Ys, align_by_id=align_by_id, direction=direction, chunk_size=chunk_size,
-                    null=n_perm, stats_seed=seed, batch_size=batch_size, **kwargs)
+                    null=n_perm, stats_seed=seed, batch_size=batch_size, progress=progress, **kwargs)
 
 
 def bootstrap_ci(metric, Xs, Ys, n_boot: int = 1000, ci: float = 0.95, seed: int = 0, *, align_by_id: bool = False,
                  direction: str | None = None, chunk_size: int | None = None, batch_size: int | None = None,
-                 **kwargs) -> LayerGrid:
+                 progress: bool | None = None, **kwargs) -> LayerGrid:
     """Bootstrap confidence interval of every layer pair's score (stimuli resampled with replacement).
 
     Args:
-      metric, Xs, Ys, align_by_id, direction, chunk_size: as :func:`align.engine.pairwise`.
+      metric, Xs, Ys, align_by_id, direction, chunk_size, progress: as :func:`align.engine.pairwise`.
       n_boot: number of resamples (the same resampled rows for X and Y, and for every layer pair).
       ci: coverage of the percentile interval.
       seed: NumPy seed of the resamples.
@@ -252,12 +281,12 @@ def bootstrap_ci(metric, Xs, Ys, n_boot: int = 1000, ci: float = 0.95, seed: int
       Duplicated stimuli bias kNN metrics and cross-validated ones (see the module docstring).
     """
     return pairwise(metric, Xs, Ys, align_by_id=align_by_id, direction=direction, chunk_size=chunk_size,
-                    ci=n_boot, ci_level=ci, stats_seed=seed, batch_size=batch_size, **kwargs)
+                    ci=n_boot, ci_level=ci, stats_seed=seed, batch_size=batch_size, progress=progress, **kwargs)
 
 
 def paired_difference(metric, Xs_a, Ys_a, Xs_b, Ys_b, n_perm: int = 1000, n_boot: int = 0, ci: float = 0.95,
                       seed: int = 0, *, direction: str | None = None, chunk_size: int | None = None,
-                      batch_size: int | None = None, **kwargs) -> LayerGrid:
+                      batch_size: int | None = None, progress: bool | None = None, **kwargs) -> LayerGrid:
     """Difference of scores between condition A and condition B on the same stimuli, per layer pair.
 
     Typical use: the same two models on original vs perturbed images. Rows of A and B must be the same stimuli in
@@ -272,7 +301,7 @@ def paired_difference(metric, Xs_a, Ys_a, Xs_b, Ys_b, n_perm: int = 1000, n_boot
       n_boot: bootstrap resamples for an interval of the difference (0: none).
       ci: coverage of that interval.
       seed: NumPy seed of the swaps and resamples.
-      direction, chunk_size, batch_size, **kwargs: as :func:`align.engine.pairwise`.
+      direction, chunk_size, batch_size, progress, **kwargs: as :func:`align.engine.pairwise`.
 
     Returns:
       A :class:`LayerGrid` with ``quantity="difference"``: scores are A − B; ``.stats`` holds ``score_a``,
@@ -295,28 +324,33 @@ def paired_difference(metric, Xs_a, Ys_a, Xs_b, Ys_b, n_perm: int = 1000, n_boot
     stats = {d: {"score_a": score_a[d], "score_b": score_b[d]} for d in diff}
     if n_perm:
         swaps = np.random.default_rng(seed).random((int(n_perm), plan_a.n)) < 0.5
-        null = _difference_distribution(plan_a, plan_b, swaps, "swap", batch_size)
+        null = _difference_distribution(plan_a, plan_b, swaps, "swap", batch_size, progress)
         for d in diff:
             stats[d]["p_value"] = _p_value(null[d], diff[d], True, two_sided=True)
             stats[d]["null_mean"] = np.nanmean(null[d], axis=0)
             stats[d]["null_std"] = np.nanstd(null[d], axis=0)
     if n_boot:
         rows = bootstrap_rows(plan_a.n, int(n_boot), seed + 1)
-        dist = _difference_distribution(plan_a, plan_b, rows, "boot", batch_size)
+        dist = _difference_distribution(plan_a, plan_b, rows, "boot", batch_size, progress)
         for d in diff:
             stats[d].update(_interval(dist[d], ci))
     return _grid_result(plan_a, diff, stats, quantity="difference", n_perm=int(n_perm), n_boot=int(n_boot),
                         ci_level=ci)
 
 
-def _difference_distribution(plan_a: _Plan, plan_b: _Plan, draws: np.ndarray, resample: str, batch_size):
+def _difference_distribution(plan_a: _Plan, plan_b: _Plan, draws: np.ndarray, resample: str, batch_size,
+                             progress=None):
     kw = plan_a.kw
     static = _static(plan_a, batch_size, len(draws))
     blocks = {}
-    with jax.default_matmul_precision("highest"):
+    calls = len(plan_a.parts_x) * len(plan_a.parts_y)
+    label = "swaps" if resample == "swap" else "bootstrap"
+    with jax.default_matmul_precision("highest"), _progress.bar(calls * len(draws), f"{plan_a.metric.name} {label}",
+                                                                "draw", progress) as bar:
         for a, (pxa, pxb) in enumerate(zip(plan_a.parts_x, plan_b.parts_x)):
             for b, (pya, pyb) in enumerate(zip(plan_a.parts_y, plan_b.parts_y)):
-                out = _diff_call((_groups(pxa), _groups(pya)), (_groups(pxb), _groups(pyb)), jnp.asarray(draws),
-                                 kw.traced_prep, kw.traced_comp, resample=resample, **static)
-                blocks[(a, b)] = jax.device_get(out)
+                ga, gb = (_groups(pxa), _groups(pya)), (_groups(pxb), _groups(pyb))
+                blocks[(a, b)] = _in_steps(lambda r: _diff_call(ga, gb, r, kw.traced_prep, kw.traced_comp,
+                                                                resample=resample, **static),
+                                           draws, static["batch_size"], bar)
     return _assemble(plan_a, blocks, lead_shape=(len(draws),), transpose_within=False)

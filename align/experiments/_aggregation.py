@@ -34,6 +34,7 @@ import pandas as pd
 
 from align.config import RunConfig
 from align.experiments._jobs import cached_job
+from align.experiments._jobs import direction_peaks
 from align.experiments._jobs import job_key
 from align.experiments._jobs import open_stores
 from align.experiments._jobs import pair_key
@@ -115,6 +116,7 @@ def _aggregate_pair(cfg: RunConfig, *, vision, language, side: str, x_of, y_of, 
     from align.experiments._perturbation import peak_statistic
 
     ex = cfg.experiment
+    (preprocess,) = cfg.score.preprocess_options  # one option (validated)
     grid_metrics = cfg.score.metrics if ex.grid_metrics is None else ex.grid_metrics
     shuffled = derangement(n_units, ex.seed)
     fingerprint = cfg.fingerprint("stimuli", "models", "extract", "score", "experiment")
@@ -131,7 +133,7 @@ def _aggregate_pair(cfg: RunConfig, *, vision, language, side: str, x_of, y_of, 
     for metric in cfg.score.metrics:
         pkey = pair_key(vision, language, metric)
         common = dict(x=store_identity(vision), y=store_identity(language), units=unit_key, side=side,
-                      metric=metric, seed=ex.seed)
+                      metric=metric, seed=ex.seed, preprocess=preprocess)
         base = {"quantity": "score", "aggregated": side, "config_fingerprint": fingerprint}
         grid_rows = {}
         if metric in grid_metrics or peaks is None:
@@ -142,7 +144,7 @@ def _aggregate_pair(cfg: RunConfig, *, vision, language, side: str, x_of, y_of, 
 
                     def grid(k=k, control=control):
                         xs, ys = layers(k, control)
-                        return label_grid(pairwise(metric, xs, ys, constant_layers="skip").to_frame(), vision, language, metric,
+                        return label_grid(pairwise(metric, xs, ys, constant_layers="skip", preprocess=preprocess).to_frame(), vision, language, metric,
                                           caption="mean", experiment="aggregation",
                                           extra={**base, "k": k, "control": control, "dataset": dataset})
 
@@ -152,8 +154,7 @@ def _aggregate_pair(cfg: RunConfig, *, vision, language, side: str, x_of, y_of, 
             frames += list(grid_rows.values())
         if peaks is None:
             first = grid_rows[(1, "matched")]
-            best = first.loc[first.groupby("direction")["score"].idxmax().values]
-            at = {r.direction: (int(r.layer_x), int(r.layer_y)) for r in best.itertuples()}
+            at = direction_peaks(first)
         else:
             at = {k[5]: v for k, v in peaks.items() if k[:5] == pkey}
             if not at:
@@ -169,7 +170,8 @@ def _aggregate_pair(cfg: RunConfig, *, vision, language, side: str, x_of, y_of, 
                         xs, ys = layers(k, control)
                         # intervals at every k > 1; the swap test (the finding's p-value) at k = k_max only
                         stat = peak_statistic(metric, xs, ys, xs1, ys1, i, j, d, dataclasses.replace(
-                            ex, n_perm=ex.n_perm if k == ex.k_max else 0, n_boot=ex.n_boot if k > 1 else 0))
+                            ex, n_perm=ex.n_perm if k == ex.k_max else 0, n_boot=ex.n_boot if k > 1 else 0),
+                            preprocess=preprocess)
                         rows.append(_single(i, j, d, stat, k, control))
             frame = pd.DataFrame(rows)
             frame["rel_depth_x"] = [relative_depth(i, vision.n_layers) for i in frame["layer_x"]]
@@ -196,7 +198,8 @@ def run_aggregation(cfg: RunConfig, *, progress: bool = True, log: Callable[[str
     ex = cfg.experiment
     stimuli = stimuli_from_config(cfg.stimuli, activation_root(cfg))
     log(f"stimuli: {stimuli.name} ({len(stimuli)} images)")
-    peaks = read_peaks(ex.peaks_from, stimuli.name, log=log) if ex.peaks_from else None
+    peaks = (read_peaks(ex.peaks_from, stimuli.name, log=log, preprocess=cfg.score.preprocess_options[0])
+             if ex.peaks_from else None)
     out = cfg.output_dir / "aggregation"
     frames, exclusions = [], {}
     if "captions" in ex.aggregate:

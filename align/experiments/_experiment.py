@@ -9,12 +9,14 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 
 from align.config import RunConfig
+from align.experiments._jobs import JobClock
 from align.experiments._jobs import cached_job
 from align.experiments._jobs import job_key
 from align.experiments._jobs import peak_pairs
@@ -38,25 +40,32 @@ def layerwise_peak_null(cfg: RunConfig, stores: dict, results: Path, *,
     from align.results import write_results
 
     ex = cfg.experiment
-    peaks = peak_pairs(read_results(results))
+    table = read_results(results)
+    options = cfg.score.preprocess_options
+    # peaks per preprocessing option (each option is its own layer grid)
+    peaks_of = {o: peak_pairs(table[table["preprocess"] == o] if "preprocess" in table.columns else table)
+                for o in options}
     vision, language = open_stores(stores)
     frames = []
+    clock = JobClock(len(vision) * len(language) * len(cfg.score.metrics) * len(options))
     for vs in vision.values():
         for ls in language.values():
             loaded = {}
-            for metric in cfg.score.metrics:
+            for metric, preprocess in itertools.product(cfg.score.metrics, options):
+                peaks = peaks_of[preprocess]
                 at = {k[5]: v for k, v in peaks.items() if k[:5] == pair_key(vs, ls, metric)}
                 key = job_key(kind="peak_null", x=store_identity(vs), y=store_identity(ls), metric=metric,
-                              caption=cfg.score.caption, at=sorted(at.items()), n_perm=ex.n_perm, seed=ex.seed)
+                              caption=cfg.score.caption, at=sorted(at.items()), n_perm=ex.n_perm, seed=ex.seed,
+                              preprocess=preprocess)
 
-                def compute(vs=vs, ls=ls, metric=metric, at=at):
+                def compute(vs=vs, ls=ls, metric=metric, at=at, preprocess=preprocess):
                     if not loaded:
                         loaded["layers"] = paired_layers(vs, ls, cfg.score.caption)[1:]
                     xs, ys = loaded["layers"]
                     rows = []
                     for d, (i, j) in sorted(at.items()):
                         grid = permutation_null(metric, [xs[i]], [ys[j]], n_perm=ex.n_perm, seed=ex.seed,
-                                                direction=None if d == "symmetric" else d)
+                                                direction=None if d == "symmetric" else d, preprocess=preprocess)
                         row = grid.to_frame().iloc[0].to_dict()
                         row.update(layer_x=i, layer_y=j, rel_depth_x=relative_depth(i, vs.n_layers),
                                    rel_depth_y=relative_depth(j, ls.n_layers))
@@ -64,9 +73,9 @@ def layerwise_peak_null(cfg: RunConfig, stores: dict, results: Path, *,
                     return label_grid(pd.DataFrame(rows), vs, ls, metric, caption=cfg.score.caption,
                                       extra={"quantity": "peak_null", "n_perm": ex.n_perm})
 
-                label = f"peak null: {vs.meta.get('model')} x {ls.meta.get('model')} {metric}"
+                label = f"peak null: {vs.meta.get('model')} x {ls.meta.get('model')} {metric} ({preprocess})"
                 frames.append(cached_job(cfg.output_dir / "peak_null" / f"{key}.parquet", compute, label=label,
-                                         log=log))
+                                         log=log, clock=clock))
     return write_results(pd.concat(frames, ignore_index=True), cfg.output_dir / "peak_null.parquet")
 
 

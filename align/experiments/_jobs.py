@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from align.config import RunConfig
+from align.results import LayerPair
 
 
 def job_key(**content) -> str:
@@ -31,18 +32,45 @@ def store_identity(store) -> list:
     return [meta.get("config_fingerprint"), store.order_hash, meta.get("pooling"), meta.get("condition")]
 
 
+class JobClock:
+    """Counts a known number of jobs and estimates the time left from the mean time of those computed so far
+    (skipped jobs cost nothing): ``clock.done(seconds)`` -> ``"[3/12, about 2 min left]"``."""
+
+    def __init__(self, total: int):
+        self.total, self.count, self.computed, self.seconds = int(total), 0, 0, 0.0
+
+    def done(self, seconds: float | None = None) -> str:
+        """Record one job (``seconds`` None: skipped) and return its progress tag."""
+        self.count += 1
+        if seconds is not None:
+            self.computed += 1
+            self.seconds += seconds
+        left = self.total - self.count
+        if not left:
+            return f"[{self.count}/{self.total}]"
+        if not self.computed:
+            return f"[{self.count}/{self.total}]"
+        eta = left * self.seconds / self.computed
+        when = f"{eta:.0f} s" if eta < 120 else f"{eta / 60:.0f} min"
+        return f"[{self.count}/{self.total}, about {when} left]"
+
+
 def cached_job(path: Path, compute: Callable[[], pd.DataFrame], *, label: str,
-               log: Callable[[str], None]) -> pd.DataFrame:
-    """Read ``path`` if it exists, else compute the rows, write them atomically and return them."""
+               log: Callable[[str], None], clock: JobClock | None = None) -> pd.DataFrame:
+    """Read ``path`` if it exists, else compute the rows, write them atomically and return them. With a ``clock``
+    the log line says how many jobs are done and about how long the rest will take."""
     from align.results import read_results, write_results
 
     if path.exists():
-        log(f"  {label}: exists, skipped")
+        tag = f"{clock.done()} " if clock else ""
+        log(f"  {tag}{label}: exists, skipped")
         return read_results(path)
     t0 = time.perf_counter()
     frame = compute()
     write_results(frame, path)
-    log(f"  {label}: {time.perf_counter() - t0:.1f} s")
+    seconds = time.perf_counter() - t0
+    tag = f"{clock.done(seconds)} " if clock else ""
+    log(f"  {tag}{label}: {seconds:.1f} s")
     return read_results(path)
 
 
@@ -93,17 +121,38 @@ def pair_key(vision, language, metric: str) -> tuple:
             language.meta.get("pooling"), metric)
 
 
-def peak_pairs(table: pd.DataFrame) -> dict[tuple, tuple[int, int]]:
-    """(model_x, pooling_x, model_y, pooling_y, metric, direction) -> (layer_x, layer_y) of the highest score."""
-    keys = ["model_x", "pooling_x", "model_y", "pooling_y", "metric", "direction"]
-    best = table.loc[table.groupby(keys, dropna=False)["score"].idxmax().values]
-    return {tuple(r[k] for k in keys): (int(r.layer_x), int(r.layer_y)) for _, r in best.iterrows()}
+def peak_pairs(table: pd.DataFrame) -> dict[tuple, LayerPair]:
+    """(model_x, pooling_x, model_y, pooling_y, metric, direction) -> LayerPair(layer_x, layer_y) of the most
+    aligned score (the lowest for a lower-is-better metric; ``align.results.peak_rows``)."""
+    from align.results import peak_layer_pairs
+
+    return peak_layer_pairs(table, ["model_x", "pooling_x", "model_y", "pooling_y", "metric", "direction"])
 
 
-def read_peaks(path: str | Path, dataset: str | None, *, log: Callable[[str], None]) -> dict:
+def direction_peaks(grid: pd.DataFrame) -> dict[str, LayerPair]:
+    """direction -> LayerPair of the most aligned score in the rows of ONE (model pair, metric) layer grid (the
+    lowest for a lower-is-better metric; ``align.results.peak_rows``).
+
+    Raises:
+      ValueError: a direction of ``grid`` has no defined score (every layer pair NaN).
+    """
+    from align.results import peak_layer_pairs
+
+    found = {d: pair for (d,), pair in peak_layer_pairs(grid, ["direction"]).items()}
+    undefined = sorted(set(grid["direction"]) - set(found))
+    if undefined:
+        raise ValueError(f"no peak layer pair in direction(s) {undefined}: every score of that layer grid is NaN "
+                         f"(constant or undefined layers, see its `undefined` column); check the activations")
+    return found
+
+
+def read_peaks(path: str | Path, dataset: str | None, *, log: Callable[[str], None],
+               preprocess: str | None = None) -> dict:
     """Peak layer pairs from a layerwise results table (a results.parquet or the folder holding it).
 
-    Rows of ``dataset`` are used when the table has them; otherwise all rows, and the log says so.
+    Rows of ``dataset`` are used when the table has them; otherwise all rows, and the log says so. With
+    ``preprocess`` (a canonical spec), only the rows scored under that preprocessing option, when the table has
+    them (a table written before the ``preprocess`` column was scored on raw features, i.e. ``"none"``).
     """
     from align.results import read_results
 
@@ -119,6 +168,12 @@ def read_peaks(path: str | Path, dataset: str | None, *, log: Callable[[str], No
         table = table[table["dataset"] == dataset]
     else:
         log(f"  peak layers from {path} (datasets {sorted(table['dataset'].dropna().unique())}; none is {dataset!r})")
+    if preprocess is not None:
+        options = table["preprocess"].fillna("none") if "preprocess" in table.columns else pd.Series("none", table.index)
+        if not (options == preprocess).any():
+            raise ValueError(f"experiment.peaks_from = {str(path)!r} has no rows scored with preprocess "
+                             f"{preprocess!r} (it has {sorted(options.unique())}); score the layerwise config with it")
+        table = table[options == preprocess]
     return peak_pairs(table)
 
 

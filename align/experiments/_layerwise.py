@@ -19,6 +19,7 @@ import pandas as pd
 
 from align._version import __version__
 from align.config import RunConfig
+from align.experiments._jobs import JobClock
 
 DEFAULT_POOLINGS = {"vision": ("cls", "mean"), "language": ("mean",)}
 
@@ -59,6 +60,7 @@ def run_extract(cfg: RunConfig, stimuli, *, condition: str = "original", image_t
                 progress: bool = True, log: Callable[[str], None] = _log_default) -> dict[tuple[str, str], Path]:
     """Extract every model of ``cfg`` on ``stimuli``; returns (model name, pooling) -> finished store path."""
     from align.extract import extract, resolve_model
+    from align.preprocess import store_diagnostics
     from align.store import open_store
 
     root = activation_root(cfg)
@@ -83,6 +85,7 @@ def run_extract(cfg: RunConfig, stimuli, *, condition: str = "original", image_t
                     f"{path} was extracted with different settings (fingerprint {stored}, now {fingerprint}: model, "
                     f"dtype or stimuli changed); delete it or use another output folder")
             stores[(m.name, pooling)] = path
+            store_diagnostics(path)  # the massive-activation diagnostic, stored beside the store (once)
         log(f"  {spec.modality:8s} {m.name}: {', '.join(poolings)} ready ({time.perf_counter() - t0:.1f} s)")
     return stores
 
@@ -92,8 +95,12 @@ def _modality(store) -> str:
 
 
 def score_pair(vision, language, metric_spec: str, *, caption="first", null: int = 0,
-               experiment: str = "layerwise", extra: dict | None = None) -> pd.DataFrame:
-    """Score one (vision store, caption store) pair with one metric over the whole layer grid; long-form rows."""
+               experiment: str = "layerwise", extra: dict | None = None,
+               preprocess: str | None = None) -> pd.DataFrame:
+    """Score one (vision store, caption store) pair with one metric over the whole layer grid; long-form rows.
+
+    ``preprocess`` (default ``align.preprocess.DEFAULT_PREPROCESS``) is applied to every layer of both stores
+    before the metric and recorded in the ``preprocess`` column."""
     from align.engine import pairwise
     from align.experiments._pairing import paired_layers
 
@@ -101,6 +108,8 @@ def score_pair(vision, language, metric_spec: str, *, caption="first", null: int
     kwargs = {"null": null} if null else {}
     # a layer that is the same for every stimulus (a ViT's CLS token at the embedding layer) has no alignment:
     # it is scored NaN and said so in the `undefined` column, rather than failing the whole grid
+    if preprocess is not None:
+        kwargs["preprocess"] = preprocess
     grid = pairwise(metric_spec, xs, ys, constant_layers="skip", **kwargs)
     frame = grid.to_frame()
     frame["undefined"] = undefined_reasons(frame, grid)
@@ -150,29 +159,57 @@ def run_score(cfg: RunConfig, stores: dict[tuple[str, str], Path], *,
         from align.engine import load_probe
         load_probe(probe)
     scores_dir = cfg.output_dir / "scores"
-    jobs = list(itertools.product(vision, language, cfg.score.metrics))
+    options = cfg.score.preprocess_options
+    log_dominant_dimensions(opened, options, log=log)
+    jobs = list(itertools.product(vision, language, cfg.score.metrics, options))
     job_paths = []
-    for i, (vk, lk, metric) in enumerate(jobs, 1):
+    clock = JobClock(len(jobs))
+    for vk, lk, metric, preprocess in jobs:
         vs, ls = opened[vk], opened[lk]
         key = json.dumps({"x": [vs.meta.get("config_fingerprint"), vs.order_hash, vk[1]],
                           "y": [ls.meta.get("config_fingerprint"), ls.order_hash, lk[1]],
-                          "metric": metric, "caption": cfg.score.caption, "null": cfg.score.null}, sort_keys=True)
+                          "metric": metric, "caption": cfg.score.caption, "null": cfg.score.null,
+                          "preprocess": preprocess}, sort_keys=True)
         job = hashlib.sha256(key.encode()).hexdigest()[:16]
         path = scores_dir / f"{job}.parquet"
         job_paths.append(path)
-        label = f"[{i}/{len(jobs)}] {vk[0]}({vk[1]}) x {lk[0]}({lk[1]}) {metric}"
+        label = f"{vk[0]}({vk[1]}) x {lk[0]}({lk[1]}) {metric}" + (
+            f" preprocess={preprocess}" if len(options) > 1 or preprocess != "none" else "")
         if path.exists():
-            log(f"  {label}: exists, skipped")
+            log(f"  {clock.done()} {label}: exists, skipped")
             continue
         t0 = time.perf_counter()
-        frame = score_pair(vs, ls, metric, caption=cfg.score.caption, null=cfg.score.null,
+        frame = score_pair(vs, ls, metric, caption=cfg.score.caption, null=cfg.score.null, preprocess=preprocess,
                            extra={"config_fingerprint": cfg.fingerprint("stimuli", "models", "extract", "score")})
         write_results(frame, path)
-        log(f"  {label}: {vs.n_layers} x {ls.n_layers} layers in {time.perf_counter() - t0:.1f} s")
+        seconds = time.perf_counter() - t0
+        log(f"  {clock.done(seconds)} {label}: {vs.n_layers} x {ls.n_layers} layers in {seconds:.1f} s")
     combined = pd.concat([read_results(p) for p in job_paths], ignore_index=True)
     out = cfg.output_dir / "results.parquet"
     write_results(combined, out)
     return out
+
+
+#: Preprocessing options under which a few dominant feature dimensions decide the scores (the scoring step says so).
+RAW_SCALE_OPTIONS = ("none", "center")
+
+
+def log_dominant_dimensions(stores: dict, options, *, log: Callable[[str], None] = _log_default) -> list[str]:
+    """Say once per store which of its layers a few feature dimensions dominate, when an option in ``options``
+    scores raw feature scales (``none``, ``center``); reads each store's diagnostics sidecar (computing it when
+    absent). Returns the messages logged."""
+    from align.preprocess import dominance_message, store_diagnostics
+
+    if not any(o in RAW_SCALE_OPTIONS for o in options):
+        return []
+    messages = []
+    for key, store in stores.items():
+        label = f"{store.meta.get('model', key[0])} ({store.meta.get('pooling', key[1])})"
+        msg = dominance_message(store_diagnostics(store), label)
+        if msg is not None:
+            messages.append(msg)
+            log(f"  warning: {msg}")
+    return messages
 
 
 def run(cfg: RunConfig, *, stages=("extract", "score", "plot"), progress: bool = True,

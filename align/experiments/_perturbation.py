@@ -36,6 +36,7 @@ import pandas as pd
 
 from align.config import RunConfig
 from align.experiments._jobs import cached_job
+from align.experiments._jobs import direction_peaks
 from align.experiments._jobs import job_key
 from align.experiments._jobs import open_stores
 from align.experiments._jobs import pair_key
@@ -98,24 +99,37 @@ def _stamp_rows(rows: list[dict], vision, language, metric: str, caption, extra:
     return label_grid(frame, vision, language, metric, caption=caption, experiment="perturbation", extra=extra)
 
 
-def peak_statistic(metric: str, xs_a, ys_a, xs_b, ys_b, i: int, j: int, direction: str, ex) -> dict:
-    """Condition A − condition B at layer pair (i, j) in one direction, with p-value and interval."""
+def peak_statistic(metric: str, xs_a, ys_a, xs_b, ys_b, i: int, j: int, direction: str, ex,
+                   preprocess: str | None = None) -> dict:
+    """Condition A − condition B at layer pair (i, j) in one direction, with p-value and interval.
+
+    ``preprocess`` (``align.preprocess``) is applied to each of the four layers on its own first; for linear
+    predictivity's held-out statistic, ``pca(k)`` goes to the ridge's own per-fold PCA (``Metric.fold_pca_kwarg``)
+    and is refused when the metric has none (PCA fitted on held-out rows would leak)."""
     from align.engine import paired_difference
     from align.engine import resolve_metric
+    from align.preprocess import parse_preprocess
 
     m, kwargs = resolve_metric(metric)
+    step = parse_preprocess(preprocess)
     if m.name == "linear_predictivity":
         from align.experiments._heldout import heldout_paired_difference
 
-        if direction == "x_to_y":
-            a, b = (xs_a[i], ys_a[j]), (xs_b[i], ys_b[j])
-        else:
-            a, b = (ys_a[j], xs_a[i]), (ys_b[j], xs_b[i])
+        if step.name == "pca":
+            if not m.fold_pca_kwarg:
+                raise ValueError(f"preprocess {step.spec!r} with {metric}: the held-out peak statistic cannot fit "
+                                 "PCA on training folds only for this metric; use another preprocess option")
+            kwargs = {**kwargs, m.fold_pca_kwarg: step.k}
+        xa, ya, xb, yb = xs_a[i], ys_a[j], xs_b[i], ys_b[j]
+        if step.name != "pca":  # each layer of each condition on its own, as the engine does
+            xa, xb = (step.apply(a, layer=f"x layer {i}") for a in (xa, xb))
+            ya, yb = (step.apply(a, layer=f"y layer {j}") for a in (ya, yb))
+        a, b = ((xa, ya), (xb, yb)) if direction == "x_to_y" else ((ya, xa), (yb, xb))
         return heldout_paired_difference(*a, *b, n_perm=ex.n_perm, n_boot=ex.n_boot, ci=ex.ci, seed=ex.seed,
                                          **kwargs)
     grid = paired_difference(metric, [xs_a[i]], [ys_a[j]], [xs_b[i]], [ys_b[j]], n_perm=ex.n_perm,
                              n_boot=ex.n_boot, ci=ex.ci, seed=ex.seed,
-                             direction=None if direction == "symmetric" else direction)
+                             direction=None if direction == "symmetric" else direction, preprocess=step.spec)
     row = grid.to_frame().iloc[0]
     return {k: float(row[k]) if k in row else np.nan
             for k in ("score", "score_a", "score_b", "p_value", "null_mean", "ci_low", "ci_high")} | {"n": grid.n}
@@ -146,6 +160,7 @@ def _compare(cfg: RunConfig, *, cond_name: str, perturbed: str, base: _Side, con
     from align.experiments._layerwise import label_grid
 
     ex, caption = cfg.experiment, cfg.score.caption
+    (preprocess,) = cfg.score.preprocess_options  # one option (validated)
     grid_metrics = cfg.score.metrics if ex.grid_metrics is None else ex.grid_metrics
     ids_key = job_key(ids=list(ids))
     fingerprint = cfg.fingerprint("stimuli", "models", "extract", "score", "experiment")
@@ -166,12 +181,12 @@ def _compare(cfg: RunConfig, *, cond_name: str, perturbed: str, base: _Side, con
                 label = f"{cond_name}: {vk[0]}({vk[1]}) x {lk[0]}({lk[1]}) {metric}"
                 pkey = pair_key(vo, lo, metric)
                 base_key = job_key(kind="baseline", x=store_identity(vo), y=store_identity(lo), ids=ids_key,
-                                   metric=metric, caption=caption)
+                                   metric=metric, caption=caption, preprocess=preprocess)
                 need_base = metric in grid_metrics or peaks is None
 
                 def baseline():
                     (xs_o, ys_o), _ = layers()
-                    frame = label_grid(pairwise(metric, xs_o, ys_o, constant_layers="skip").to_frame(), vo, lo, metric, caption=caption,
+                    frame = label_grid(pairwise(metric, xs_o, ys_o, constant_layers="skip", preprocess=preprocess).to_frame(), vo, lo, metric, caption=caption,
                                        experiment="perturbation",
                                        extra={"quantity": "baseline", "config_fingerprint": fingerprint})
                     frame["dataset"] = dataset
@@ -184,8 +199,8 @@ def _compare(cfg: RunConfig, *, cond_name: str, perturbed: str, base: _Side, con
                 key = job_key(kind="condition", x=store_identity(vc), y=store_identity(lc), xo=store_identity(vo),
                               yo=store_identity(lo), ids=ids_key, metric=metric, caption=caption,
                               grid=metric in grid_metrics, n_perm=ex.n_perm, n_boot=ex.n_boot, ci=ex.ci,
-                              seed=ex.seed, peaks=None if peaks is None else sorted(
-                                  str(v) for k, v in peaks.items() if k[:5] == pkey))
+                              seed=ex.seed, preprocess=preprocess, peaks=None if peaks is None else sorted(
+                                  str(tuple(v)) for k, v in peaks.items() if k[:5] == pkey))
 
                 def compute():
                     (xs_o, ys_o), (xs_c, ys_c) = layers()
@@ -193,7 +208,7 @@ def _compare(cfg: RunConfig, *, cond_name: str, perturbed: str, base: _Side, con
                              "config_fingerprint": fingerprint}
                     parts = []
                     if metric in grid_metrics:
-                        score = label_grid(pairwise(metric, xs_c, ys_c, constant_layers="skip").to_frame(), vc, lc, metric,
+                        score = label_grid(pairwise(metric, xs_c, ys_c, constant_layers="skip", preprocess=preprocess).to_frame(), vc, lc, metric,
                                            caption=caption, experiment="perturbation", extra=extra)
                         merged = score.merge(base_rows[["direction", "layer_x", "layer_y", "score"]],
                                              on=["direction", "layer_x", "layer_y"], suffixes=("", "_base"))
@@ -208,6 +223,7 @@ def _compare(cfg: RunConfig, *, cond_name: str, perturbed: str, base: _Side, con
                     directions = (sorted(base_rows["direction"].unique()) if base_rows is not None else
                                   sorted({k[5] for k in peaks if k[:5] == pkey}))
                     rows = []
+                    base_peaks = direction_peaks(base_rows) if peaks is None else None
                     for d in directions:
                         if peaks is not None:
                             i, j = peaks.get((*pkey, d), (None, None))
@@ -215,10 +231,8 @@ def _compare(cfg: RunConfig, *, cond_name: str, perturbed: str, base: _Side, con
                                 raise ValueError(f"experiment.peaks_from has no peak for {vk} x {lk} {metric} {d}; "
                                                  "run the layerwise config with the same models and metrics")
                         else:
-                            b = base_rows[base_rows["direction"] == d]
-                            best = b.loc[b["score"].idxmax()]
-                            i, j = int(best.layer_x), int(best.layer_y)
-                        stat = peak_statistic(metric, xs_c, ys_c, xs_o, ys_o, i, j, d, ex)
+                            i, j = base_peaks[d]
+                        stat = peak_statistic(metric, xs_c, ys_c, xs_o, ys_o, i, j, d, ex, preprocess=preprocess)
                         rows.append({"direction": d, "layer_x": i, "layer_y": j, **stat})
                     parts.append(_stamp_rows(rows, vc, lc, metric, caption, {**extra, "quantity": "peak_difference"}))
                     frame = pd.concat(parts, ignore_index=True)
@@ -257,7 +271,8 @@ def run_perturbation(cfg: RunConfig, *, progress: bool = True, log: Callable[[st
         if s.name not in base:
             log(f"extract originals ({s.name}, {len(s)} images):")
             base[s.name] = _Side(*open_stores(run_extract(cfg, s, progress=progress, log=log)))
-    peaks = read_peaks(ex.peaks_from, stimuli.name, log=log) if ex.peaks_from else None
+    peaks = (read_peaks(ex.peaks_from, stimuli.name, log=log, preprocess=cfg.score.preprocess_options[0])
+             if ex.peaks_from else None)
     frames = []
     for c in image_conds:
         s = sets["masked"] if c.needs_mask else stimuli

@@ -34,6 +34,9 @@ Layers: ``experiment.layers = "peak"`` takes, per direction, the peak layer pair
 aligned stimuli (from ``peaks_from`` or a grid computed here); ``[rx, ry]`` takes the layers at those relative depths.
 Ridge: centered (training means), penalty per target column chosen from ``linear_predictivity``'s default alphas
 by exact leave-one-out error on the training fold, as ``linear_predictivity`` does.
+``score.preprocess`` (one option) applies to the layer grid that picks the peak layers; the contrast's ridge runs on
+the raw features (its positive and negative targets come from different stores, which a per-store step would scale
+differently), so its rows say ``preprocess = "none"``.
 
 Summary rows (``quantity``): ``accuracy`` (forced choice: fraction of items whose positive score is higher, ties
 count half; exact binomial p-value against 0.5, Clopper–Pearson interval), ``mean_difference`` (mean of positive −
@@ -45,7 +48,6 @@ the ids of the high and the low caption).
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -59,6 +61,7 @@ from align.config import RunConfig
 from align.data import ExclusionReport
 from align.data._report import make_report
 from align.experiments._jobs import cached_job
+from align.experiments._jobs import direction_peaks
 from align.experiments._jobs import job_key
 from align.experiments._jobs import open_stores
 from align.experiments._jobs import pair_key
@@ -404,13 +407,14 @@ def _layers_for(cfg, vision, language, peaks, log, out) -> dict[str, tuple[int, 
 
         def grid():
             _, xs, ys = paired_layers(vision, language, "first")
-            return label_grid(pairwise(metric, xs, ys, constant_layers="skip").to_frame(), vision, language, metric,
+            return label_grid(pairwise(metric, xs, ys, constant_layers="skip",
+                                       preprocess=cfg.score.preprocess_options[0]).to_frame(), vision, language, metric,
                               experiment="preference", extra={"quantity": "layer_grid"})
 
-        key = job_key(kind="grid", x=store_identity(vision), y=store_identity(language), metric=metric)
+        key = job_key(kind="grid", x=store_identity(vision), y=store_identity(language), metric=metric,
+                      preprocess=cfg.score.preprocess_options[0])
         table = cached_job(out / f"{key}.parquet", grid, label=f"layer grid {pkey}", log=log)
-        best = table.loc[table.groupby("direction")["score"].idxmax().values]
-        found = {r.direction: (int(r.layer_x), int(r.layer_y)) for r in best.itertuples()}
+        found = direction_peaks(table)
     if not found:
         raise ValueError(f"no peak layer pair for {pkey} (experiment.peaks_from); run the layerwise config with the "
                          f"same models and metrics")
@@ -454,7 +458,8 @@ def run_preference(cfg: RunConfig, *, progress: bool = True, log: Callable[[str]
         _, language_cfg = split_by_modality(cfg)
         all_captions = dataclasses.replace(language_cfg, score=dataclasses.replace(cfg.score, caption="mean"))
         _, every = open_stores(run_extract(all_captions, stimuli, progress=progress, log=log))
-    peaks = read_peaks(ex.peaks_from, stimuli.name, log=log) if ex.peaks_from and ex.layers == "peak" else None
+    peaks = (read_peaks(ex.peaks_from, stimuli.name, log=log, preprocess=cfg.score.preprocess_options[0])
+             if ex.peaks_from and ex.layers == "peak" else None)
     out = cfg.output_dir / "preference"
     fingerprint = cfg.fingerprint("stimuli", "models", "extract", "score", "experiment")
     summaries, item_frames = [], []
@@ -488,7 +493,9 @@ def run_preference(cfg: RunConfig, *, progress: bool = True, log: Callable[[str]
                     frame = pd.DataFrame(rows)
                     frame["rel_depth_x"] = [relative_depth(i, vs.n_layers) for i in frame["layer_x"]]
                     frame["rel_depth_y"] = [relative_depth(j, ys.n_layers) for j in frame["layer_y"]]
-                    extra = {"contrast": contrast, "config_fingerprint": fingerprint}
+                    # accuracy and item scores (ridge r): higher = the matched/preferred side is more aligned
+                    extra = {"contrast": contrast, "config_fingerprint": fingerprint, "higher_is_more_aligned": True,
+                             "preprocess": "none"}  # the contrast's ridge runs on raw features (see module doc)
                     if contrast == "scored":
                         extra["n_excluded"] = scored.report.n_excluded
                     frame = label_grid(frame, vs, ys, ITEM_METRIC, experiment="preference", extra=extra,

@@ -4,32 +4,33 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from align.config import SYNTHETIC_DEFAULT_N
 from align.config import StimuliConfig
 from align.data import StimulusSet
 
 
 def stimuli_from_config(cfg: StimuliConfig, cache_root: str | Path) -> StimulusSet:
-    """The stimulus set of ``cfg`` (synthetic scenes are rendered under ``cache_root``/stimuli once)."""
+    """The stimulus set of ``cfg`` (synthetic scenes are rendered under ``cache_root``/stimuli once).
+
+    ``cfg.n`` None (or "all") means every stimulus of the source; synthetic scenes, which have no fixed size, render
+    ``SYNTHETIC_DEFAULT_N`` scenes then. Set names come from the loaders (``align.data.stimulus_set_name``: the
+    source's name, ``-first<k>`` when only the first k are used) unless ``cfg.name`` is given. An ``n`` above the
+    source's size raises a StimulusError (naming both numbers and the source) before anything is extracted.
+    """
     from align import data
 
+    n = None if cfg.n == "all" else cfg.n
     if cfg.kind == "synthetic":
-        n = cfg.n if cfg.n is not None else 500
+        n = n if n is not None else SYNTHETIC_DEFAULT_N
         return data.synthetic_scenes(Path(cache_root) / "stimuli", n=n, seed=cfg.seed, renderings=cfg.renderings)
     if cfg.kind == "pick_a_pic":
-        pairs = data.load_pick_a_pic(cfg.root, name=cfg.name, n=cfg.n)
-        stimuli = pairs.to_stimulus_set()  # image files cached under $ALIGN_CACHE/preference/<name>-<file hash>
-        if cfg.n is not None and cfg.name is None:
-            stimuli.name = f"{stimuli.name}-first{cfg.n}"
-        return stimuli
+        pairs = data.load_pick_a_pic(cfg.root, name=cfg.name, n=n)
+        return pairs.to_stimulus_set()  # image files cached under $ALIGN_CACHE/preference/<name>-<file hash>
     if cfg.kind == "folder":
-        stimuli = data.load_image_captions(cfg.images, cfg.captions, name=cfg.name, n=cfg.n,
-                                           caption_score=cfg.caption_score)
-    elif cfg.kind == "coco":
-        stimuli = data.load_coco(cfg.root, name=cfg.name, n=cfg.n, caption_score=cfg.caption_score)
-    elif cfg.kind == "flickr":
-        stimuli = data.load_flickr(cfg.captions, cfg.images, name=cfg.name, n=cfg.n)
-    else:  # validated by align.config
-        raise ValueError(f"unknown stimuli.kind {cfg.kind!r}")
-    if cfg.n is not None and cfg.name is None:
-        stimuli.name = f"{stimuli.name}-first{cfg.n}"  # stores are keyed by set name: a prefix is another set
-    return stimuli
+        return data.load_image_captions(cfg.images, cfg.captions, name=cfg.name, n=n,
+                                        caption_score=cfg.caption_score)
+    if cfg.kind == "coco":
+        return data.load_coco(cfg.root, name=cfg.name, n=n, caption_score=cfg.caption_score)
+    if cfg.kind == "flickr":
+        return data.load_flickr(cfg.captions, cfg.images, name=cfg.name, n=n)
+    raise ValueError(f"unknown stimuli.kind {cfg.kind!r}")  # validated by align.config

@@ -66,7 +66,9 @@ def extract(model: str | ModelSpec, stimuli, root: str | Path, *, poolings: str 
       model: a short name, Hugging Face id, local folder or ``.gguf`` file (resolved by ``resolve_model``), or a
         ``ModelSpec``.
       stimuli: the ``StimulusSet``.
-      root: output root; stores go to ``store_path(root, stimuli.name, condition, spec.safe_name, pooling)``.
+      root: output root; stores go to ``store_path(root, stimuli.name, condition, spec.safe_name, pooling,
+        stimulus_ids=<row ids>)``: the file name carries the hash of the ordered row ids, so another subset (or
+        another caption selection) of the same set gets a store of its own.
       poolings: vision "cls" | "mean" (default both); language "mean" | "last" | "first" (default mean, last).
       batch_size: stimuli per forward pass.
       dtype: compute dtype, "float32", "bfloat16" or "float16" (stores are float32 either way).
@@ -97,11 +99,11 @@ def extract(model: str | ModelSpec, stimuli, root: str | Path, *, poolings: str 
     check_dtype(dtype)
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1; got {batch_size}")
-    paths = {p: store_path(root, stimuli.name, condition, spec.safe_name, p) for p in poolings}
+    ids, groups, load = _rows(spec, stimuli, captions, image_transform)
+    paths = {p: store_path(root, stimuli.name, condition, spec.safe_name, p, stimulus_ids=ids) for p in poolings}
     todo = [p for p in poolings if not paths[p].exists()]
     if not todo:
         return paths
-    ids, groups, load = _rows(spec, stimuli, captions, image_transform)
 
     spec = spec.materialize()
     encoder = load_encoder(spec, dtype=dtype, device=device, poolings=todo)

@@ -150,6 +150,7 @@ register_metric(
         static=frozenset({"debiased"}),
         prepare_kwargs=frozenset({"debiased"}),
         validate=_validate_linear,
+        pad_invariant=True,  # zero columns leave the Gram matrix X Xᵀ unchanged
         reference="Kornblith et al. 2019, Similarity of Neural Network Representations Revisited; "
         "unbiased HSIC: Song et al. 2012",
         doc="linear centered kernel alignment (biased in [0, 1]; debiased may be slightly negative)",
@@ -170,6 +171,7 @@ register_metric(
         static=frozenset({"debiased"}),
         prepare_kwargs=frozenset({"sigma_frac", "debiased"}),
         validate=_validate_rbf,
+        pad_invariant=True,  # zero columns leave every pairwise distance unchanged
         reference="Kornblith et al. 2019 (RBF kernel, bandwidth a fraction of the median distance)",
         doc="CKA with RBF kernels, sigma² = sigma_frac² × median off-diagonal squared distance (per matrix)",
     )

@@ -268,6 +268,7 @@ register_metric(
         static=frozenset({"k"}),
         prepare_kwargs=frozenset({"k"}),
         validate=_validate_mutual,
+        pad_invariant=True,  # zero columns leave norms and dot products, hence cosine neighbours, unchanged
         reference="Huh, Cheung, Wang & Isola 2024, The Platonic Representation Hypothesis (ICML)",
         doc="mean fraction of shared cosine k-nearest neighbours",
     )
@@ -287,6 +288,7 @@ register_metric(
         static=frozenset({"k"}),
         prepare_kwargs=frozenset({"k"}),
         validate=_validate_cycle,
+        pad_invariant=True,  # cosine neighbours: unchanged by zero columns
         reference="Huh, Cheung, Wang & Isola 2024, The Platonic Representation Hypothesis (ICML)",
         doc="fraction of stimuli recovered by a k-NN hop in Y then a k-NN hop in X",
     )
@@ -306,6 +308,7 @@ register_metric(
         static=frozenset({"k"}),
         prepare_kwargs=frozenset({"k"}),
         validate=_validate_cknna,
+        pad_invariant=True,  # cosine kernels and neighbours: unchanged by zero columns
         reference="Huh, Cheung, Wang & Isola 2024, The Platonic Representation Hypothesis (ICML), appendix A",
         doc="CKA (unbiased HSIC) of cosine kernels restricted to mutual k-nearest neighbours",
     )

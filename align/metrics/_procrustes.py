@@ -115,6 +115,7 @@ _PROCRUSTES_COMMON = dict(
     invariances=frozenset({"rotation", "isotropic_scale", "translation", "stimulus_order"}),
     not_invariant_to="anisotropic_scale",
     min_n=3,
+    pad_invariant=True,  # the nuclear norm of Xcᵀ Yc does not change under zero columns (see the module docstring)
     reference="Williams, Kunz, Kornblith & Linderman 2021, Generalized shape metrics on neural representations",
 )
 

@@ -4,8 +4,11 @@ A metric is a pure function of one pair of layers, split in two for speed:
 
 - ``prepare(X, **kwargs) -> prep``: per-layer work done once (a centered Gram, RDM ranks, kNN sets, an SVD per
   training fold). ``X`` is ``[n, d]`` float32; ``prep`` is a pytree of arrays whose shapes depend only on ``n``
-  and, at most, on ``d`` (the engine pads widths with zero columns when it needs equal shapes, so a metric that
-  is not invariant to zero-padding of features must say ``pad_invariant=False``).
+  and, at most, on ``d``. When the prepared shapes of two layers differ (they depend on ``d``), the engine
+  zero-pads the narrower layer's features to a common width ONLY for a metric that declares
+  ``pad_invariant=True`` (its value does not change when zero feature columns are appended); any other metric is
+  split into groups of equal shape, one compiled call per group (slower, never wrong). ``align.check_metric``
+  tests the declaration.
 - ``compare(prep_x, prep_y, **kwargs) -> scalar`` (or a small pytree of scalars, e.g. ``{"score": ..., ...}``).
 
 Both are pure JAX so the engine can ``vmap``/``lax.map`` them over the whole layer grid in one compiled call.
@@ -38,6 +41,10 @@ class Metric:
       invariances: subset of ``INVARIANCES`` the metric is invariant to (tested by the battery).
       not_invariant_to: one transformation the metric must NOT be invariant to (the battery checks it fails).
       min_n: the smallest number of stimuli the metric accepts.
+      pad_invariant: True only when appending zero feature columns to X or Y never changes the value (CKA,
+        cosine/euclidean geometry, ridge); then the engine may zero-pad layers of different widths to one width and
+        batch them. Default False: a probe is never padded unless it says so (a correlation-distance RDM, which
+        centers each stimulus across features, is NOT pad invariant). ``align.check_metric`` verifies it.
       defaults: keyword defaults; values that change the compiled program are listed in ``static``.
       static: names of keyword arguments that are static (shapes, kinds, counts); others are traced.
       prepare_kwargs: names of keyword arguments routed to ``prepare`` (the rest go to ``compare``).
@@ -49,6 +56,12 @@ class Metric:
         ``compare`` reads from its second argument (the target). The engine uses it where a layer only ever enters
         as a target, as in permutation nulls, which permute the target's rows (linear predictivity: the target's
         data and per-fold means, without the per-fold SVDs).
+      fold_pca_kwarg: the keyword through which this metric fits PCA on its own training folds (linear
+        predictivity: ``"pca_components"``), or None. With ``preprocess="pca(k)"`` the engine passes ``k`` through it
+        instead of transforming the data, so components are never fitted on held-out rows.
+      check_outputs: optional ``check_outputs(aux, layers_x, layers_y, kwargs)`` called after a grid with the
+        auxiliary per-pair outputs of ``compare`` (``{name: {direction: [Lx, Ly]}}``, e.g. linear predictivity's
+        chosen penalties), the layer names and the metric's keyword arguments; it may warn about them (linear predictivity: :class:`AlphaGridWarning`).
       reference: the paper or implementation the definition follows.
       doc: one line on what it measures.
     """
@@ -68,9 +81,11 @@ class Metric:
     validate: Callable[..., None] | None = None
     reference: str = ""
     doc: str = ""
-    pad_invariant: bool = True
+    pad_invariant: bool = False
     grid_chunk: int | None = None
     prepare_target: Callable[..., Any] | None = None
+    fold_pca_kwarg: str | None = None
+    check_outputs: Callable[..., None] | None = None
 
     def __post_init__(self):
         unknown = set(self.invariances) - INVARIANCES

@@ -6,8 +6,14 @@ by their training standard deviations (population std, as ``StandardScaler``). F
 penalty is chosen from ``alphas`` by the exact leave-one-out (LOO) squared error on the training fold, exactly as
 ``sklearn.linear_model.RidgeCV(alphas, alpha_per_target=True, fit_intercept=True)`` does (Rifkin & Lippert 2007;
 sklearn ``_RidgeGCV``), and the held-out rows are predicted. The score is the Pearson r per target column between
-the out-of-fold predictions (all folds concatenated) and Y, averaged over the non-constant target columns
-(``score="r2"``: the coefficient of determination instead). Higher = more aligned.
+the held-out predictions and Y within each held-out fold, averaged over the target columns that vary in that fold,
+then over the folds (``score="r2"``: the coefficient of determination of each fold instead). This is Brain-Score's
+convention (Schrimpf et al. 2018) and is centred on zero when X and Y share nothing. One r over the concatenated
+out-of-fold predictions of all folds (``cv_score="pooled"``, the earlier default) is biased below zero under that
+null: each fold's intercept is its training rows' mean, so a fold whose held-out mean sits above the overall mean is
+predicted below it, which anti-correlates predictions and targets across folds (-0.07 on 300 COCO images, see
+README "Method defaults"). Higher = more aligned. Every comparison also reports the chosen penalties (median, and the
+share at either end of the grid; :class:`AlphaGridWarning` above :data:`ALPHA_EDGE_WARN`).
 
 Prepare once, compare per pair (STYLE 3): :func:`prepare_linear_predictivity` does one thin SVD per training fold
 of the centered X, keeping ``r = min(p, n_train - 1)`` components -- the primal basis (p directions of feature space)
@@ -41,6 +47,7 @@ columns of Y are constant and dropped).
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -62,6 +69,7 @@ DEFAULT_ALPHAS = np.logspace(-3, 5, 17)
 
 SCORES = ("pearson", "r2")
 ALPHA_SELECTIONS = ("loo", "gcv")
+CV_SCORES = ("fold_mean", "pooled")
 
 
 def _mm(a, b):
@@ -168,8 +176,13 @@ def _fold_stats(Xtr, valid, scale: bool):
     return mu, sd
 
 
-def _prepare_folds(X, rows, *, rank: int, scale: bool):
-    """Per-fold decompositions of the centered training X; see the module docstring for the output."""
+def _prepare_folds(X, rows, *, rank: int, scale: bool, pca_components: int = 0):
+    """Per-fold decompositions of the centered training X; see the module docstring for the output.
+
+    ``pca_components = k > 0`` keeps the k leading singular directions of each training fold only: ridge on the
+    training fold's top-k principal components (PCA fitted on the training rows, never on held-out ones), with the
+    held-out rows projected onto them.
+    """
     X = jnp.asarray(X, jnp.float32)
     n, p = X.shape
     eps = jnp.finfo(jnp.float32).eps
@@ -182,6 +195,8 @@ def _prepare_folds(X, rows, *, rank: int, scale: bool):
         U, s, Vt = jnp.linalg.svd(Xtr, full_matrices=False)  # [n_train_max, min(n_train_max, p)], descending s
         U, s, Vt = U[:, :rank], s[:rank], Vt[:rank]
         keep = s > s[0] * max(n, p) * eps  # numerical rank, as numpy's matrix_rank
+        if pca_components:
+            keep = keep & (jnp.arange(s.shape[0]) < pca_components)
         # When X spans the whole centered training space (p >= n_train - 1 and full rank: the dual regime) the
         # parts outside its span are exactly zero; computing them as 1 - 1/n_train - sum(U²) would leave float32
         # noise that dominates the LOO denominators at small alphas.
@@ -203,7 +218,7 @@ def _target_stats(Y, rows, scale: bool):
     return lax.map(lambda a: _fold_stats(Y[a[0]], a[1], scale), (rows["train"], rows["train_valid"]))
 
 
-def prepare_linear_predictivity(X, folds=5, seed: int = 0, scale: bool = False):
+def prepare_linear_predictivity(X, folds=5, seed: int = 0, scale: bool = False, pca_components: int = 0):
     """Per-layer work of linear predictivity: one decomposition per training fold of the centered X.
 
     Args:
@@ -211,20 +226,21 @@ def prepare_linear_predictivity(X, folds=5, seed: int = 0, scale: bool = False):
       folds: fold count (sklearn KFold with shuffling) or a sequence of n fold ids; static.
       seed: KFold shuffling seed; static.
       scale: divide by training-fold standard deviations; static.
+      pca_components: 0 (off) or k: regress on the top-k principal components of each training fold; static.
 
     Returns:
       A dict of arrays (see the module docstring); every shape depends only on n, the fold structure and p.
     """
     n, p = X.shape
     rows, n_train_max = _fold_layout(n, folds, seed)
-    return _prepare_folds(X, rows, rank=_rank(p, n_train_max), scale=bool(scale))
+    return _prepare_folds(X, rows, rank=_rank(p, n_train_max), scale=bool(scale), pca_components=int(pca_components))
 
 
-def prepare_linear_predictivity_target(Y, folds=5, seed: int = 0, scale: bool = False):
+def prepare_linear_predictivity_target(Y, folds=5, seed: int = 0, scale: bool = False, pca_components: int = 0):
     """What :func:`compare_linear_predictivity` reads from its target: the data and per-fold means and stds.
 
     Same arguments as :func:`prepare_linear_predictivity`; no decompositions (used where a layer is only a target,
-    e.g. in permutation nulls).
+    e.g. in permutation nulls). ``pca_components`` reduces predictors only: a target keeps its features.
     """
     rows, _ = _fold_layout(Y.shape[0], folds, seed)
     Y = jnp.asarray(Y, jnp.float32)
@@ -275,7 +291,8 @@ def _fold_predict(Y, tr, tr_valid, te, mu, sd, U, s2, T, lev0, null, alphas, *, 
 
 
 def _out_of_fold(prep_x, prep_y, alphas, *, alpha_per_target: bool, alpha_selection: str):
-    """Out-of-fold predictions ``[n, q]`` of prep_y's data from prep_x, and the chosen alphas ``[F, q]``."""
+    """Held-out predictions of prep_y's data from prep_x, per fold: ``[F, n_test_max, q]`` (padded rows are
+    garbage; mask them with ``prep_x["test_valid"]``), and the chosen alphas ``[F, q]``."""
     Y = prep_y["data"]
     alphas = jnp.asarray(alphas, jnp.float32)
 
@@ -283,37 +300,72 @@ def _out_of_fold(prep_x, prep_y, alphas, *, alpha_per_target: bool, alpha_select
         return _fold_predict(Y, *args, alphas, alpha_per_target=alpha_per_target, alpha_selection=alpha_selection)
 
     # Folds one after the other: the working set is one fold's [n_train, q] residuals (the engine maps over layers).
-    preds, chosen = lax.map(one_fold, (prep_x["train"], prep_x["train_valid"], prep_x["test"], prep_y["mu"],
-                                       prep_y["sd"], prep_x["U"], prep_x["s2"], prep_x["T"], prep_x["lev0"],
-                                       prep_x["null"]))
-    te, te_valid = prep_x["test"], prep_x["test_valid"]
-    pred = jnp.zeros_like(Y).at[te.reshape(-1)].add((preds * te_valid[:, :, None]).reshape(-1, Y.shape[1]))
-    return pred, chosen
+    return lax.map(one_fold, (prep_x["train"], prep_x["train_valid"], prep_x["test"], prep_y["mu"], prep_y["sd"],
+                              prep_x["U"], prep_x["s2"], prep_x["T"], prep_x["lev0"], prep_x["null"]))
 
 
-def _column_scores(Y, pred, score: str):
-    """Per-column Pearson r or R² ``[q]`` and the mask of non-constant columns ``[q]``."""
-    valid = jnp.max(Y, axis=0) > jnp.min(Y, axis=0)
-    Yc = Y - jnp.mean(Y, axis=0)
+def _scatter(preds, te, te_valid, n: int):
+    """Per-fold held-out predictions ``[F, n_test_max, q]`` back into stimulus order ``[n, q]``."""
+    q = preds.shape[-1]
+    return jnp.zeros((n, q), preds.dtype).at[te.reshape(-1)].add((preds * te_valid[:, :, None]).reshape(-1, q))
+
+
+def _column_scores(Y, pred, w, score: str):
+    """Per-column Pearson r or R² ``[q]`` over the rows with weight ``w [m]`` (0 or 1), and the mask ``[q]`` of the
+    columns that vary over those rows (the others are NaN)."""
+    n_w = jnp.maximum(jnp.sum(w), 1.0)
+    wc = w[:, None]
+    valid = jnp.max(jnp.where(wc > 0, Y, -jnp.inf), axis=0) > jnp.min(jnp.where(wc > 0, Y, jnp.inf), axis=0)
+    Yc = (Y - _mm(w, Y) / n_w) * wc
     ss_y = jnp.sum(Yc * Yc, axis=0)
     if score == "pearson":
-        Pc = pred - jnp.mean(pred, axis=0)
+        Pc = (pred - _mm(w, pred) / n_w) * wc
         ss_p = jnp.sum(Pc * Pc, axis=0)
         denom = jnp.sqrt(ss_y * ss_p)
         cols = jnp.where(denom > 0, jnp.sum(Yc * Pc, axis=0) / jnp.where(denom > 0, denom, 1.0), 0.0)
     else:
-        resid = Y - pred
+        resid = (Y - pred) * wc
         cols = 1.0 - jnp.sum(resid * resid, axis=0) / jnp.where(valid, ss_y, 1.0)
     return jnp.where(valid, cols, jnp.nan), valid
 
 
-def _mean_valid(cols, valid):
-    n_valid = jnp.sum(valid.astype(jnp.float32))
-    return jnp.where(n_valid > 0, jnp.sum(jnp.where(valid, cols, 0.0)) / jnp.maximum(n_valid, 1.0), jnp.nan)
+def _mean_valid(cols, valid, axis=-1):
+    n_valid = jnp.sum(valid.astype(jnp.float32), axis=axis)
+    total = jnp.sum(jnp.where(valid, cols, 0.0), axis=axis)
+    return jnp.where(n_valid > 0, total / jnp.maximum(n_valid, 1.0), jnp.nan)
+
+
+def _scores(Y, preds, te, te_valid, score: str, cv_score: str):
+    """(score, per-column scores ``[q]``, per-fold scores ``[F]``, constant-column mask ``[q]``) of held-out
+    predictions ``[F, n_test_max, q]``.
+
+    ``cv_score="fold_mean"``: per held-out fold, the column scores over that fold's rows (columns constant within
+    the fold dropped), averaged over columns; then the mean over folds. ``"pooled"``: one column score over the
+    predictions of all folds concatenated (each row predicted once); per-fold scores are then NaN.
+    """
+    constant = ~(jnp.max(Y, axis=0) > jnp.min(Y, axis=0))
+    if cv_score == "pooled":
+        cols, valid = _column_scores(Y, _scatter(preds, te, te_valid, Y.shape[0]), jnp.ones(Y.shape[0], Y.dtype),
+                                     score)
+        return _mean_valid(cols, valid), cols, jnp.full(te.shape[0], jnp.nan, Y.dtype), constant
+    fold_cols, fold_valid = jax.vmap(lambda P, t, w: _column_scores(Y[t], P, w, score))(preds, te, te_valid)
+    per_fold = _mean_valid(fold_cols, fold_valid)  # [F]
+    folds_ok = ~jnp.isnan(per_fold)
+    return (_mean_valid(per_fold, folds_ok), _mean_valid(fold_cols, fold_valid, axis=0), per_fold, constant)
+
+
+def _alpha_summary(chosen, alphas, valid):
+    """Median chosen alpha and the shares of (fold, target column) choices at the smallest and at the largest alpha
+    of the grid, over the non-constant target columns."""
+    cells = jnp.broadcast_to(valid[None, :], chosen.shape)
+    median = jnp.nanmedian(jnp.where(cells, chosen, jnp.nan))
+    low = _mean_valid((chosen <= jnp.min(alphas)).astype(jnp.float32), cells, axis=(0, 1))
+    high = _mean_valid((chosen >= jnp.max(alphas)).astype(jnp.float32), cells, axis=(0, 1))
+    return median, low, high
 
 
 def compare_linear_predictivity(prep_x, prep_y, alphas=DEFAULT_ALPHAS, alpha_per_target: bool = True,
-                                score: str = "pearson", alpha_selection: str = "loo"):
+                                score: str = "pearson", alpha_selection: str = "loo", cv_score: str = "fold_mean"):
     """Score of predicting the layer behind ``prep_y`` from the layer behind ``prep_x`` (direction X → Y).
 
     Args:
@@ -323,16 +375,46 @@ def compare_linear_predictivity(prep_x, prep_y, alphas=DEFAULT_ALPHAS, alpha_per
       alpha_per_target: choose alpha per target column (else one per fold, by the mean error over columns).
       score: ``"pearson"`` or ``"r2"`` (static).
       alpha_selection: ``"loo"`` (exact, as sklearn) or ``"gcv"`` (static).
+      cv_score: ``"fold_mean"`` (score per held-out fold, then the mean over folds) or ``"pooled"`` (one score over
+        the concatenated out-of-fold predictions); static.
 
     Returns:
-      Scalar float32: mean over non-constant target columns (NaN when every column is constant).
+      ``{"score", "alpha_median", "alpha_low_share", "alpha_high_share"}`` float32 scalars: the mean score over
+      non-constant target columns (NaN when every column is constant), the median chosen alpha, and the shares of
+      (fold, target column) choices at the smallest and at the largest alpha of the grid.
     """
-    pred, _ = _out_of_fold(prep_x, prep_y, alphas, alpha_per_target=alpha_per_target, alpha_selection=alpha_selection)
-    return _mean_valid(*_column_scores(prep_y["data"], pred, score))
+    preds, chosen = _out_of_fold(prep_x, prep_y, alphas, alpha_per_target=alpha_per_target,
+                                 alpha_selection=alpha_selection)
+    value, _, _, constant = _scores(prep_y["data"], preds, prep_x["test"], prep_x["test_valid"], score, cv_score)
+    median, low, high = _alpha_summary(chosen, jnp.asarray(alphas, jnp.float32), ~constant)
+    return {"score": value, "alpha_median": median, "alpha_low_share": low, "alpha_high_share": high}
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # public functions of one pair
+
+
+class AlphaGridWarning(UserWarning):
+    """More than :data:`ALPHA_EDGE_WARN` of the ridge penalties chosen sit at one end of the alpha grid."""
+
+
+#: Share of (fold, target) alpha choices at an end of the grid above which a warning is given.
+ALPHA_EDGE_WARN = 0.25
+
+
+def alpha_edge_message(low: float, high: float, where: str, alphas) -> str:
+    """The text of an :class:`AlphaGridWarning`: ``where`` names the layer pair(s), ``low``/``high`` the largest
+    shares of choices at the smallest/largest alpha."""
+    a = np.asarray(alphas, dtype=np.float64)
+    parts = []
+    if low > ALPHA_EDGE_WARN:
+        parts.append(f"up to {low:.0%} of the chosen ridge penalties are the smallest alpha ({a.min():.3g}): the grid "
+                     "may cut off a weaker penalty (extend `alphas` downwards)")
+    if high > ALPHA_EDGE_WARN:
+        parts.append(f"up to {high:.0%} are the largest alpha ({a.max():.3g}): those targets are barely linearly "
+                     "predictable from the source (the fit shrinks towards the training mean), or the features are "
+                     "very large (extend `alphas` upwards, pass scale=True, or preprocess='zscore')")
+    return f"linear_predictivity, {where}: " + "; ".join(parts)
 
 
 class RidgeCVResult(NamedTuple):
@@ -341,10 +423,15 @@ class RidgeCVResult(NamedTuple):
     Attributes:
       predictions: ``[n, q]`` out-of-fold predictions of Y (each row predicted by the model of its fold).
       alphas: ``[F, q]`` alpha chosen per fold and target column.
-      column_scores: ``[q]`` Pearson r (or R²) per target column; NaN for constant columns.
-      score: mean of ``column_scores`` over the non-constant columns (what :func:`linear_predictivity` returns).
+      column_scores: ``[q]`` Pearson r (or R²) per target column (the mean over folds with ``cv_score="fold_mean"``);
+        NaN for constant columns.
+      fold_scores: ``[F]`` score of each held-out fold (mean over its non-constant columns); NaN with ``"pooled"``.
+      score: the linear-predictivity score: the mean of ``fold_scores`` (``"fold_mean"``) or the mean column score of
+        the concatenated predictions (``"pooled"``).
       n_constant: number of constant target columns dropped from the mean.
       fold_ids: ``[n]`` outer-fold id per stimulus.
+      alpha_median: median of ``alphas`` over the non-constant columns.
+      alpha_low_share, alpha_high_share: shares of those choices at the smallest and at the largest alpha of the grid.
     """
 
     predictions: np.ndarray
@@ -353,20 +440,28 @@ class RidgeCVResult(NamedTuple):
     score: float
     n_constant: int
     fold_ids: np.ndarray
+    fold_scores: np.ndarray
+    alpha_median: float
+    alpha_low_share: float
+    alpha_high_share: float
 
 
-@functools.partial(jax.jit, static_argnames=("rank", "scale", "alpha_per_target", "score", "alpha_selection"))
-def _ridge_cv(X, Y, rows, alphas, *, rank, scale, alpha_per_target, score, alpha_selection):
-    prep_x = _prepare_folds(X, rows, rank=rank, scale=scale)
+@functools.partial(jax.jit, static_argnames=("rank", "scale", "alpha_per_target", "score", "alpha_selection",
+                                              "cv_score", "pca_components"))
+def _ridge_cv(X, Y, rows, alphas, *, rank, scale, alpha_per_target, score, alpha_selection, cv_score,
+              pca_components):
+    prep_x = _prepare_folds(X, rows, rank=rank, scale=scale, pca_components=pca_components)
     mu, sd = _target_stats(Y, rows, scale)
-    pred, chosen = _out_of_fold(prep_x, {"data": Y, "mu": mu, "sd": sd}, alphas, alpha_per_target=alpha_per_target,
-                                alpha_selection=alpha_selection)
-    cols, valid = _column_scores(Y, pred, score)
-    return pred, chosen, cols, _mean_valid(cols, valid), jnp.sum(~valid)
+    preds, chosen = _out_of_fold(prep_x, {"data": Y, "mu": mu, "sd": sd}, alphas, alpha_per_target=alpha_per_target,
+                                 alpha_selection=alpha_selection)
+    value, cols, per_fold, constant = _scores(Y, preds, rows["test"], rows["test_valid"], score, cv_score)
+    median, low, high = _alpha_summary(chosen, alphas, ~constant)
+    pred = _scatter(preds, rows["test"], rows["test_valid"], Y.shape[0])
+    return pred, chosen, jnp.where(constant, jnp.nan, cols), value, jnp.sum(constant), per_fold, median, low, high
 
 
 def _validate(n, widths=(), alphas=DEFAULT_ALPHAS, folds=5, seed=0, alpha_per_target=True, scale=False,
-              score="pearson", alpha_selection="loo"):
+              score="pearson", alpha_selection="loo", cv_score="fold_mean", pca_components=0):
     """Check the hyper-parameters of linear_predictivity for ``n`` stimuli (raises ValueError)."""
     a = np.asarray(alphas, dtype=np.float64)
     if a.ndim != 1 or a.size == 0 or not np.all(np.isfinite(a)) or not np.all(a > 0):
@@ -375,40 +470,62 @@ def _validate(n, widths=(), alphas=DEFAULT_ALPHAS, folds=5, seed=0, alpha_per_ta
         raise ValueError(f"linear_predictivity: score={score!r}; use one of {SCORES}")
     if alpha_selection not in ALPHA_SELECTIONS:
         raise ValueError(f"linear_predictivity: alpha_selection={alpha_selection!r}; use one of {ALPHA_SELECTIONS}")
+    if cv_score not in CV_SCORES:
+        raise ValueError(f"linear_predictivity: cv_score={cv_score!r}; use one of {CV_SCORES}")
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
         raise ValueError(f"linear_predictivity: seed must be an int (the KFold random_state), got {seed!r}")
-    kfold_ids(n, folds, seed)
+    fold_ids = kfold_ids(n, folds, seed)
+    if not isinstance(pca_components, (int, np.integer)) or isinstance(pca_components, bool) or pca_components < 0:
+        raise ValueError(f"linear_predictivity: pca_components must be 0 (off) or a positive number of principal "
+                         f"components, got {pca_components!r}")
+    if pca_components:
+        n_train_min = n - int(np.bincount(fold_ids).max())
+        limit = min([n_train_min - 1, *widths]) if widths else n_train_min - 1
+        if pca_components > limit:
+            raise ValueError(
+                f"linear_predictivity: pca_components={pca_components} exceeds the rank a training fold can have "
+                f"(at most {limit}: the smallest training fold has {n_train_min} stimuli and the narrowest layer "
+                f"{min(widths) if widths else '?'} features); use at most {limit}")
 
 
 def ridge_cv_predict(X, Y, alphas=DEFAULT_ALPHAS, folds=5, seed: int = 0, alpha_per_target: bool = True,
-                     scale: bool = False, score: str = "pearson", alpha_selection: str = "loo") -> RidgeCVResult:
+                     scale: bool = False, score: str = "pearson", alpha_selection: str = "loo",
+                     cv_score: str = "fold_mean", pca_components: int = 0) -> RidgeCVResult:
     """Cross-validated ridge predictions of Y from X, with the per-fold chosen alphas and per-column scores.
 
-    Same arguments as :func:`linear_predictivity`; returns a :class:`RidgeCVResult` (NumPy arrays).
+    Same arguments as :func:`linear_predictivity`; returns a :class:`RidgeCVResult` (NumPy arrays). Warns
+    (:class:`AlphaGridWarning`) when more than a quarter of the alpha choices sit at an end of the grid.
     """
     X, Y = check_pair(X, Y, min_n=5)
-    _validate(X.shape[0], (X.shape[1], Y.shape[1]), alphas, folds, seed, alpha_per_target, scale, score,
-              alpha_selection)
+    _validate(X.shape[0], (X.shape[1],), alphas, folds, seed, alpha_per_target, scale, score, alpha_selection,
+              cv_score, pca_components)
     fold_ids = kfold_ids(X.shape[0], folds, seed)
     rows, n_train_max = _fold_layout(X.shape[0], folds, seed)
     with jax.default_matmul_precision("highest"):
-        pred, chosen, cols, value, n_const = _ridge_cv(
+        pred, chosen, cols, value, n_const, per_fold, median, low, high = _ridge_cv(
             jnp.asarray(X), jnp.asarray(Y), rows, jnp.asarray(alphas, jnp.float32),
             rank=_rank(X.shape[1], n_train_max), scale=bool(scale), alpha_per_target=bool(alpha_per_target),
-            score=score, alpha_selection=alpha_selection)
-    return RidgeCVResult(np.asarray(pred), np.asarray(chosen), np.asarray(cols), float(value), int(n_const), fold_ids)
+            score=score, alpha_selection=alpha_selection, cv_score=cv_score, pca_components=int(pca_components))
+    if max(float(low), float(high)) > ALPHA_EDGE_WARN:
+        warnings.warn(alpha_edge_message(float(low), float(high), "this layer pair", alphas), AlphaGridWarning,
+                      stacklevel=2)
+    return RidgeCVResult(np.asarray(pred), np.asarray(chosen), np.asarray(cols), float(value), int(n_const), fold_ids,
+                         np.asarray(per_fold), float(median), float(low), float(high))
 
 
 def linear_predictivity(X, Y, alphas=DEFAULT_ALPHAS, folds=5, seed: int = 0, alpha_per_target: bool = True,
-                        scale: bool = False, score: str = "pearson", alpha_selection: str = "loo"):
+                        scale: bool = False, score: str = "pearson", alpha_selection: str = "loo",
+                        cv_score: str = "fold_mean", pca_components: int = 0):
     """How well X linearly predicts Y: cross-validated ridge regression, scored on held-out stimuli.
 
     Outer folds are sklearn ``KFold(folds, shuffle=True, random_state=seed)`` (or the given fold ids). On each
     training fold X and Y are centered with training means (an intercept), optionally scaled by training stds, and
     the ridge penalty of each target column is chosen from ``alphas`` by exact leave-one-out error, as sklearn
     ``RidgeCV(alphas, alpha_per_target=True, fit_intercept=True)``; then the held-out stimuli are predicted. The
-    score is the Pearson r per column of Y between the out-of-fold predictions and Y, averaged over non-constant
-    columns (see :func:`ridge_cv_predict` for the count of dropped columns). Asymmetric: Y → X is another number.
+    score is the Pearson r per column of Y between the held-out predictions and Y within each held-out fold,
+    averaged over the non-constant columns and then over the folds (Brain-Score's convention, Schrimpf et al. 2018:
+    unbiased under the null, where one r over the concatenated out-of-fold predictions of all folds is biased below
+    zero, because each fold's intercept is the other folds' mean). Asymmetric: Y → X is another number.
 
     Args:
       X: ``[n, p]`` predictor activations (converted to float32).
@@ -419,19 +536,44 @@ def linear_predictivity(X, Y, alphas=DEFAULT_ALPHAS, folds=5, seed: int = 0, alp
       alpha_per_target: one alpha per target column (default) or one per fold for all columns.
       scale: also divide X and Y columns by their training-fold standard deviations (predictions are mapped back
         to Y's units; with ``alpha_per_target`` scaling Y changes nothing).
-      score: ``"pearson"`` (default; in [-1, 1]) or ``"r2"`` (R² of the out-of-fold predictions; at most 1).
+      score: ``"pearson"`` (default; in [-1, 1]) or ``"r2"`` (R² of the held-out predictions; at most 1; per fold
+        it is sklearn's ``r2_score`` of that fold, so the default equals ``cross_val_score(..., scoring="r2")``'s
+        mean for one target column).
       alpha_selection: ``"loo"`` (exact leave-one-out, default) or ``"gcv"`` (generalised cross-validation, faster
         for many alphas; agrees with LOO on most columns, see the module docstring).
+      cv_score: ``"fold_mean"`` (default: per held-out fold, then the mean over folds) or ``"pooled"`` (one score
+        over the concatenated out-of-fold predictions, the definition used before v0.2; biased below zero under
+        the null).
+      pca_components: 0 (default, off) or k: regress on the top-k principal components of X fitted on each training
+        fold (never on held-out rows); Y keeps its features.
 
     Returns:
       Scalar float32 array; higher = Y is better predicted from X.
 
     Raises:
       MetricInputError: non-finite values, unequal n, fewer than 5 stimuli.
-      ValueError: bad hyper-parameters (non-positive alphas, too many folds, unknown score).
+      ValueError: bad hyper-parameters (non-positive alphas, too many folds, unknown score, pca_components above
+        the rank of a training fold).
     """
-    return jnp.asarray(ridge_cv_predict(X, Y, alphas, folds, seed, alpha_per_target, scale, score,
-                                        alpha_selection).score, jnp.float32)
+    return jnp.asarray(ridge_cv_predict(X, Y, alphas, folds, seed, alpha_per_target, scale, score, alpha_selection,
+                                        cv_score, pca_components).score, jnp.float32)
+
+
+def _check_alphas(aux, layers_x, layers_y, kwargs) -> None:
+    """Engine hook: one :class:`AlphaGridWarning` per grid direction naming the layer pairs where more than
+    :data:`ALPHA_EDGE_WARN` of the chosen penalties sit at one end of the grid."""
+    for direction, low in aux.get("alpha_low_share", {}).items():
+        high = aux["alpha_high_share"][direction]
+        low, high = np.nan_to_num(low), np.nan_to_num(high)
+        bad = np.argwhere(np.maximum(low, high) > ALPHA_EDGE_WARN)
+        if len(bad):
+            src, dst = ("x", "y") if direction == "x_to_y" else ("y", "x")
+            shown = ", ".join(f"{src} {layers_x[i] if src == 'x' else layers_y[j]} -> "
+                              f"{dst} {layers_y[j] if dst == 'y' else layers_x[i]}" for i, j in bad[:4])
+            more = f" and {len(bad) - 4} more" if len(bad) > 4 else ""
+            where = f"{len(bad)} of {low.size} layer pairs ({direction}: {shown}{more})"
+            warnings.warn(alpha_edge_message(float(low.max()), float(high.max()), where,
+                                             kwargs.get("alphas", DEFAULT_ALPHAS)), AlphaGridWarning, stacklevel=4)
 
 
 register_metric(
@@ -447,12 +589,16 @@ register_metric(
         not_invariant_to="permute_rows_of_one",
         min_n=5,
         defaults={"alphas": DEFAULT_ALPHAS, "folds": 5, "seed": 0, "alpha_per_target": True, "scale": False,
-                  "score": "pearson", "alpha_selection": "loo"},
-        static=frozenset({"folds", "seed", "scale", "alpha_per_target", "score", "alpha_selection"}),
-        prepare_kwargs=frozenset({"folds", "seed", "scale"}),
+                  "score": "pearson", "alpha_selection": "loo", "cv_score": "fold_mean", "pca_components": 0},
+        static=frozenset({"folds", "seed", "scale", "alpha_per_target", "score", "alpha_selection", "cv_score",
+                          "pca_components"}),
+        prepare_kwargs=frozenset({"folds", "seed", "scale", "pca_components"}),
         validate=_validate,
+        pad_invariant=True,  # zero source columns leave X Xᵀ unchanged; zero target columns are constant, dropped
+        check_outputs=_check_alphas,
+        fold_pca_kwarg="pca_components",
         reference="ridge with per-target LOO alpha as sklearn RidgeCV (Rifkin & Lippert 2007); GCV: Golub, Heath & "
-        "Wahba 1979; used for model-brain and model-model alignment e.g. Schrimpf et al. 2018",
-        doc="cross-validated ridge X -> Y, mean Pearson r over target columns (asymmetric)",
+        "Wahba 1979; score per held-out fold then averaged (Brain-Score, Schrimpf et al. 2018)",
+        doc="cross-validated ridge X -> Y, Pearson r per held-out fold and target column, averaged (asymmetric)",
     )
 )

@@ -209,6 +209,9 @@ register_metric(
         validate=_validate_rsa,
         reference="Kriegeskorte, Mur & Bandettini 2008, Representational similarity analysis",
         doc="correlation between condensed RDMs (default: Spearman of correlation-distance RDMs)",
-        pad_invariant=False,  # zero feature columns change each stimulus' mean, hence correlation distances
+        # Zero feature columns change each stimulus' mean and spread, hence correlation distances (the default
+        # RDM); cosine, euclidean and sqeuclidean RDMs would be invariant. Prepared RDMs do not depend on the width,
+        # so the engine stacks layers of any widths without padding anyway.
+        pad_invariant=False,
     )
 )

@@ -98,6 +98,7 @@ register_metric(
         static=frozenset(),
         prepare_kwargs=frozenset({"keep"}),
         validate=_validate_svcca,
+        pad_invariant=True,  # zero columns add zero singular values, which no kept subspace contains
         reference="Raghu, Gilmer, Yosinski & Sohl-Dickstein 2017, SVCCA (NeurIPS)",
         doc="mean canonical correlation between the principal subspaces explaining `keep` of the variance",
     )

@@ -229,6 +229,6 @@ register_metric(
         validate=_validate_topological,
         reference="Lin & Kriegeskorte 2024, The topology and geometry of neural representations (PNAS)",
         doc="RSA after the geo-topological transform (per-RDM quantiles low/high; optional geodesic distances)",
-        pad_invariant=False,
+        pad_invariant=False,  # as rsa: correlation-distance RDMs (the default) change under zero feature columns
     )
 )

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from align.results import higher_is_more_aligned
 from align.results import score_matrix
 
 #: Columns that identify one heatmap.
@@ -21,6 +22,22 @@ def _direction_label(row) -> str:
     return "symmetric" if d in (None, "", "sym", "symmetric") else str(d)
 
 
+def metric_label(metric: str) -> str:
+    """A results-table metric entry as a reader would write it: ``"procrustes_angular"`` -> ``"procrustes angular"``,
+    ``"rbf_cka(sigma_frac=0.5)"`` -> ``"rbf cka (sigma_frac=0.5)"``."""
+    name, _, args = str(metric).partition("(")
+    return name.strip().replace("_", " ") + (f" ({args.rstrip(')').strip()})" if args.rstrip(")").strip() else "")
+
+
+def _lower_is_more_aligned(frame: pd.DataFrame) -> bool:
+    """True when the rows' scores are distances (``align.results.higher_is_more_aligned``); False when the
+    direction is unknown (an old table of an unregistered probe: the label then says nothing about it)."""
+    try:
+        return not higher_is_more_aligned(frame)
+    except ValueError:
+        return False
+
+
 def plot_layer_heatmap(frame: pd.DataFrame, *, ax=None, cmap: str = "viridis"):
     """Draw one model pair's layer grid for one metric and direction.
 
@@ -30,7 +47,8 @@ def plot_layer_heatmap(frame: pd.DataFrame, *, ax=None, cmap: str = "viridis"):
 
     Returns:
       (fig, ax). Rows are layers of model_x (index 0 = embedding output), columns layers of model_y; the top and
-      right axes give relative depth (layer / last layer).
+      right axes give relative depth (layer / last layer). The colour bar names the metric and, for a distance
+      (``higher_is_more_aligned`` False), says "(lower = more aligned)".
     """
     import matplotlib.pyplot as plt
 
@@ -64,7 +82,7 @@ def plot_layer_heatmap(frame: pd.DataFrame, *, ax=None, cmap: str = "viridis"):
     right = ax.secondary_yaxis("right", functions=(lambda i: i / last_y, lambda d: d * last_y))
     right.set_ylabel("relative depth")
     cbar = fig.colorbar(im, ax=ax, pad=0.12)
-    cbar.set_label(row["metric"])
+    cbar.set_label(metric_label(row["metric"]) + (" (lower = more aligned)" if _lower_is_more_aligned(frame) else ""))
     n = int(frame["n"].iloc[0]) if "n" in frame.columns and pd.notna(frame["n"].iloc[0]) else "?"
     condition = str(row["condition"])
     if "|" in condition and len(set(condition.split("|"))) == 1:

@@ -173,39 +173,146 @@ def open_store(path, *, cache: bool = True) -> ActivationStore:
     return ActivationStore(path, cache=cache)
 
 
+def _label(source, fallback: str) -> str:
+    """How an error names one side: a store's path, else ``fallback``."""
+    path = getattr(source, "path", None)
+    return f"{fallback}={path}" if path is not None else fallback
+
+
+def _examples(ids: Sequence[str], k: int = 3) -> str:
+    return "[" + ", ".join(repr(i) for i in list(ids)[:k]) + (", ...]" if len(ids) > k else "]")
+
+
+def caption_image_id(stimulus_id: str) -> str | None:
+    """The image id of a caption id ``<image_id>#<k>`` (k a non-negative integer), or None for any other id.
+
+    Caption ids are what language stores hold (``StimulusSet.caption_table``: caption k of image ``i`` has id
+    ``f"{i}#{k}"``); the image id is everything before the last ``#``.
+    """
+    image_id, hash_, k = stimulus_id.rpartition("#")
+    return image_id if hash_ and image_id and k.isdigit() else None
+
+
+def _caption_pairing(ids_a: list[str], ids_b: list[str], label_a: str, label_b: str):
+    """Rows pairing an image side with a caption side by image id, or None when neither side pairs that way.
+
+    Exactly one side must hold only caption ids whose image ids meet the other side's ids. Each image must have one
+    caption row: a caption store of several captions per image is refused (see ``match_rows``).
+    """
+    for captions, images, cap_label, img_label, caption_side in ((ids_b, ids_a, label_b, label_a, "b"),
+                                                                 (ids_a, ids_b, label_a, label_b, "a")):
+        owners = [caption_image_id(sid) for sid in captions]
+        if any(o is None for o in owners):
+            continue
+        image_rows = {sid: i for i, sid in enumerate(images)}
+        if not any(o in image_rows for o in owners):
+            continue
+        per_image: dict[str, list[str]] = {}
+        for sid, owner in zip(captions, owners):
+            per_image.setdefault(owner, []).append(sid)
+        several = {img: cids for img, cids in per_image.items() if len(cids) > 1}
+        if several:
+            img, cids = next(iter(several.items()))
+            raise StoreMismatchError(
+                f"{cap_label} holds several captions per image ({len(several)} of its {len(per_image)} images, e.g. "
+                f"{img!r}: {_examples(cids)}), so pairing it with the image rows of {img_label} by image id is "
+                f"ambiguous. align pairs one caption row with each image, as the rest of the project does (score."
+                f"caption = \"first\" uses caption 0, k caption k, \"mean\" the mean of an image's captions) and never "
+                f"repeats an image row (copies of one image would sit in both the training and the held-out folds of "
+                f"linear predictivity, and at distance 0 in RDMs and kNN sets). Extract one caption per image "
+                f"(extract(..., captions=k), or [score] caption = k in a config), or pair the stores with "
+                f"align.experiments.paired_layers(image_store, caption_store, caption=\"first\" | \"mean\" | k)")
+        caption_rows = {owner: i for i, owner in enumerate(owners)}
+        if caption_side == "b":
+            rows_a = [i for i, sid in enumerate(ids_a) if sid in caption_rows]
+            rows_b = [caption_rows[ids_a[i]] for i in rows_a]
+        else:
+            rows_a = [i for i, owner in enumerate(owners) if owner in image_rows]
+            rows_b = [image_rows[owners[i]] for i in rows_a]
+        return np.asarray(rows_a, dtype=np.int64), np.asarray(rows_b, dtype=np.int64)
+    return None
+
+
+def match_rows(ids_a: Sequence[str], ids_b: Sequence[str], *, align_by_id: bool = False, source_a=None,
+               source_b=None) -> tuple[np.ndarray, np.ndarray] | None:
+    """How to pair two lists of stimulus ids (the rows of two stores), by id.
+
+    Same ids in the same order: the rows pair as they are (None). Otherwise, with ``align_by_id``:
+
+    - the ids both sides hold, in the order of side A;
+    - when the sides share no id but one side holds caption ids ``<image_id>#<k>`` (a language store) whose
+      image ids are ids of the other side (an image store): each image row is paired with its caption row, in the
+      order of side A. A caption side must hold one caption per image (e.g. extracted with ``captions=k``, as
+      ``score.caption = "first"`` or ``k`` does); several captions per image are refused with an error saying how
+      to pick one, because repeating image rows would put copies of one image in both the training and the held-out
+      folds of linear predictivity.
+
+    Args:
+      ids_a, ids_b: row ids of the two sides.
+      align_by_id: pair by id when the orders differ, instead of refusing.
+      source_a, source_b: the stores (or anything with a ``.path``), named in errors.
+
+    Returns:
+      None, or ``(rows_a, rows_b)``: int64 index arrays of the paired rows (``rows_a[k]`` of A with ``rows_b[k]``
+      of B).
+
+    Raises:
+      StoreMismatchError: the orders differ and ``align_by_id`` is False (says how they differ and that
+        ``align_by_id=True`` pairs them); no id is common to both sides, even after reading caption ids as their
+        image ids (names both sides and example ids of each); a caption side with several captions per image.
+    """
+    ids_a, ids_b = list(ids_a), list(ids_b)
+    if ids_a == ids_b:
+        return None
+    label_a, label_b = _label(source_a, "A"), _label(source_b, "B")
+    in_b = {sid: i for i, sid in enumerate(ids_b)}
+    rows_a = [i for i, sid in enumerate(ids_a) if sid in in_b]
+    if rows_a:
+        if not align_by_id:
+            only_a, only_b = len(ids_a) - len(rows_a), len(ids_b) - len(rows_a)
+            if only_a or only_b:
+                what = f"{only_a} ids of A are not in B and {only_b} ids of B are not in A"
+            else:
+                what = "they hold the same ids in a different order"
+            raise StoreMismatchError(
+                f"stores {label_a} and {label_b} do not list the same stimuli in the same order ({what}); re-extract "
+                f"both on the same stimulus set, or pass align_by_id=True to compare the {len(rows_a)} common "
+                f"stimuli")
+        rows_b = [in_b[ids_a[i]] for i in rows_a]
+        return np.asarray(rows_a, dtype=np.int64), np.asarray(rows_b, dtype=np.int64)
+    rows = _caption_pairing(ids_a, ids_b, label_a, label_b)
+    if rows is None:
+        raise StoreMismatchError(
+            f"stores {label_a} and {label_b} share no stimulus id, not even after reading caption ids "
+            f"'<image_id>#<k>' as their image ids (A holds e.g. {_examples(ids_a)}, B e.g. {_examples(ids_b)}); "
+            f"were they extracted on the same stimulus set?")
+    if not align_by_id:
+        raise StoreMismatchError(
+            f"stores {label_a} and {label_b} hold images and their captions ({len(rows[0])} images in common, e.g. "
+            f"{ids_a[rows[0][0]]!r} and {ids_b[rows[1][0]]!r}); pass align_by_id=True to pair each image with its "
+            f"caption")
+    return rows
+
+
 def align_rows(a: ActivationStore, b: ActivationStore, align_by_id: bool = False
                ) -> tuple[np.ndarray, np.ndarray] | None:
-    """How to pair the rows of two stores before comparing them.
+    """How to pair the rows of two stores before comparing them (``match_rows`` on their stimulus ids).
 
     Args:
       a, b: the stores.
-      align_by_id: if the stimulus orders differ, pair the common ids instead of refusing.
+      align_by_id: if the stimulus orders differ, pair the common ids instead of refusing; an image store and a
+        caption store (ids ``<image_id>#<k>``, one caption per image) are paired by image id.
 
     Returns:
       None when both stores list the same ids in the same order (use rows as they are); otherwise, with
-      ``align_by_id``, ``(rows_a, rows_b)``: int64 index arrays such that ``a.stimulus_ids[rows_a[k]] ==
-      b.stimulus_ids[rows_b[k]]``, for the common ids in the order of ``a``.
+      ``align_by_id``, ``(rows_a, rows_b)``: int64 index arrays of the paired rows, in the order of ``a``
+      (``a.stimulus_ids[rows_a[k]] == b.stimulus_ids[rows_b[k]]``, or its image id for a caption row).
 
     Raises:
-      StoreMismatchError: the orders differ and ``align_by_id`` is False (says how many ids differ), or the stores
-        share no id.
+      StoreMismatchError: the orders differ and ``align_by_id`` is False (says how many ids differ), the stores
+        share no id (names both stores and example ids of each), or a caption store holds several captions per
+        image.
     """
     if a.order_hash == b.order_hash and a.stimulus_ids == b.stimulus_ids:
         return None
-    in_b = {sid: i for i, sid in enumerate(b.stimulus_ids)}
-    rows_a = [i for i, sid in enumerate(a.stimulus_ids) if sid in in_b]
-    only_a = len(a.stimulus_ids) - len(rows_a)
-    only_b = len(b.stimulus_ids) - len(rows_a)
-    if not rows_a:
-        raise StoreMismatchError(f"stores {a.path} and {b.path} share no stimulus id (e.g. {a.stimulus_ids[:2]} vs "
-                                 f"{b.stimulus_ids[:2]}); were they extracted on the same stimulus set?")
-    if not align_by_id:
-        if only_a or only_b:
-            what = f"{only_a} ids of A are not in B and {only_b} ids of B are not in A"
-        else:
-            what = "they hold the same ids in a different order"
-        raise StoreMismatchError(
-            f"stores A={a.path} and B={b.path} do not list the same stimuli in the same order ({what}); re-extract "
-            f"both on the same stimulus set, or pass align_by_id=True to compare the {len(rows_a)} common stimuli")
-    rows_b = [in_b[a.stimulus_ids[i]] for i in rows_a]
-    return np.asarray(rows_a, dtype=np.int64), np.asarray(rows_b, dtype=np.int64)
+    return match_rows(a.stimulus_ids, b.stimulus_ids, align_by_id=align_by_id, source_a=a, source_b=b)
