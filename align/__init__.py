@@ -24,3 +24,5 @@ from align.preprocess import DominantDimensionsWarning
 from align.preprocess import layer_diagnostics
 from align.preprocess import parse_preprocess
 from align.preprocess import preprocess_layers
+from align._threads import configure_threads
+from align._threads import usable_cpus

@@ -24,11 +24,14 @@ from pathlib import Path
 def _parse_overrides(items: list[str]) -> dict:
     import tomllib
 
+    from align.config import ConfigError
+
     out = {}
     for item in items or []:
-        if "=" not in item:
-            raise SystemExit(f"--set expects KEY=VALUE (e.g. stimuli.n=50), got {item!r}")
+        if "=" not in item or not item.split("=", 1)[0].strip():
+            raise ConfigError(f"--set expects KEY=VALUE (e.g. stimuli.n=50), got {item!r}")
         key, raw = item.split("=", 1)
+        key = key.strip()
         try:
             out[key] = tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:
@@ -53,11 +56,21 @@ def _summary(results_path: Path) -> str:
     return "\n".join(lines)
 
 
-def _cmd_run(args, stages) -> int:
+def _load_checked(args, stages=("extract", "score", "plot")):
+    """The command's config, validated and preflighted (``align.experiments.preflight``): every user error is
+    raised here, before any extraction or scoring."""
     from align.config import load_config
-    from align.experiments import run
+    from align.experiments import preflight
 
     cfg = load_config(args.config, _parse_overrides(args.set))
+    preflight(cfg, stages)
+    return cfg
+
+
+def _cmd_run(args, stages) -> int:
+    from align.experiments import run
+
+    cfg = _load_checked(args, stages)
     t0 = time.perf_counter()
     out = run(cfg, stages=stages, progress=not args.quiet)
     print(f"\nstores: {len(out.stores)} under {Path(next(iter(out.stores.values()))).parents[3] if out.stores else '-'}")
@@ -79,17 +92,17 @@ def _cmd_plot(args) -> int:
 
     cfg = load_config(args.config, _parse_overrides(args.set))
     results = cfg.output_dir / "results.parquet"
-    paths = save_heatmaps(read_results(results), cfg.output_dir / "heatmaps", dpi=cfg.plot.dpi, skip_existing=False)
+    paths = save_heatmaps(read_results(results), cfg.output_dir / "heatmaps", dpi=cfg.plot.dpi, skip_existing=False,
+                          remove_stale=True)  # the folder then holds exactly the figures of the table
     for p in paths:
         print(p)
     return 0
 
 
 def _cmd_experiment(args) -> int:
-    from align.config import load_config
     from align.experiments import run_experiment
 
-    cfg = load_config(args.config, _parse_overrides(args.set))
+    cfg = _load_checked(args)
     t0 = time.perf_counter()
     path = run_experiment(cfg, progress=not args.quiet)
     print(f"\n{cfg.experiment.kind} results table: {path}")
@@ -103,6 +116,8 @@ def _cmd_figures(args) -> int:
     script = Path(args.folder) / "make_figures.py"
     if not script.is_file():
         raise FileNotFoundError(f"{script} does not exist; `align figures` runs a folder's make_figures.py")
+    # make_figures.py preflights every experiment config of the folder (align.experiments.preflight) before it
+    # runs the first one
     sys.argv = [str(script), *args.args]
     runpy.run_path(str(script), run_name="__main__")
     return 0
@@ -187,35 +202,72 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
     print(f"warning ({category.__name__}): {message}", file=file or sys.stderr, flush=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from align.config import ConfigError
+def _is_user_error(error: BaseException) -> bool:
+    """Whether an exception is the user's to fix (a config, a path, a model, data: ConfigError and the library's
+    other ValueError subclasses, OSError, ModelUnavailableError and other RuntimeErrors): one line, exit 2.
+    Anything else (TypeError, KeyError, AssertionError, NotImplementedError, ...) is a bug in align: its traceback,
+    a line saying so, exit 1."""
+    if isinstance(error, (NotImplementedError, RecursionError)):
+        return False
+    return isinstance(error, (ValueError, OSError, RuntimeError))
 
+
+def _one_line(error: BaseException) -> str:
+    """The error's message on one line (a multi-line message is joined)."""
+    return " ".join(line.strip() for line in str(error).splitlines() if line.strip()) or type(error).__name__
+
+
+def _dispatch(args) -> int:
+    if args.command == "run":
+        return _cmd_run(args, ("extract", "score", "plot"))
+    if args.command == "extract":
+        return _cmd_run(args, ("extract",))
+    if args.command == "score":
+        return _cmd_run(args, ("extract", "score"))
+    if args.command == "plot":
+        return _cmd_plot(args)
+    if args.command == "experiment":
+        return _cmd_experiment(args)
+    if args.command == "figures":
+        return _cmd_figures(args)
+    if args.command == "models":
+        return _cmd_models(args)
+    if args.command == "metrics":
+        return _cmd_metrics(args)
+    if args.command == "check-probe":
+        return _cmd_check_probe(args)
+    raise AssertionError(f"unhandled command {args.command!r}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command. Exit status: 0 done; 1 a failed check (check-probe) or an internal error (a bug: its
+    traceback is printed); 2 a user error (one line ``align <cmd>: error: ...``, no traceback); 130 interrupted."""
+    args = build_parser().parse_args(argv)
     warnings.showwarning = _one_line_warning
 
     try:
-        if args.command == "run":
-            return _cmd_run(args, ("extract", "score", "plot"))
-        if args.command == "extract":
-            return _cmd_run(args, ("extract",))
-        if args.command == "score":
-            return _cmd_run(args, ("extract", "score"))
-        if args.command == "plot":
-            return _cmd_plot(args)
-        if args.command == "experiment":
-            return _cmd_experiment(args)
-        if args.command == "figures":
-            return _cmd_figures(args)
-        if args.command == "models":
-            return _cmd_models(args)
-        if args.command == "metrics":
-            return _cmd_metrics(args)
-        if args.command == "check-probe":
-            return _cmd_check_probe(args)
-    except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as e:
-        print(f"align {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    return 1
+        from align._threads import configure_threads
+        configure_threads()  # thread pools sized to this process's CPUs (ALIGN_THREADS=N), before any work
+        return _dispatch(args)
+    except KeyboardInterrupt:
+        print(f"align {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if _is_user_error(e):
+            print(f"align {args.command}: error: {_one_line(e)}", file=sys.stderr)
+            return 2
+        import traceback
+
+        traceback.print_exc()
+        print(f"align {args.command}: internal error: this is a bug in align, not in your input; please report it "
+              f"with the traceback above (align {_version()})", file=sys.stderr)
+        return 1
+
+
+def _version() -> str:
+    from align._version import __version__
+
+    return __version__
 
 
 if __name__ == "__main__":

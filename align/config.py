@@ -1,7 +1,10 @@
 """Run configs: TOML files validated into dataclasses, with a fingerprint that keys every output.
 
-A config is data. Unknown keys and bad values are errors that name them (``ConfigError``). The fingerprint is a hash
-of the validated config's content (not of the file's text), so reformatting a file does not invalidate results.
+A config is data. Unknown keys and bad values are errors that name them (``ConfigError``): booleans are booleans,
+counts are non-negative integers (never a bool or a float), names and paths are non-empty strings. A key that takes a
+list of strings (``LIST_KEYS``) also takes one string, read as a one-item list (``pooling = "cls"`` is ``["cls"]``).
+Checks that need files, models or the metric registry run in ``align.experiments.preflight``. The fingerprint is a
+hash of the validated config's content (not of the file's text), so reformatting a file does not invalidate results.
 See README "Config reference" for every key.
 """
 
@@ -10,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -56,6 +60,7 @@ class StimuliConfig:
     name: str | None = None
     renderings: int = 1
     caption_score: str = "score"
+    duplicates: str = "error"  # copies of one stimulus: "error" refuses them, "group" keeps them in one CV fold
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,6 +160,14 @@ EXPERIMENT_KEYS = {
 }
 
 
+#: Keys whose value is a list of strings; one string is read as a one-item list (``metrics = "linear_cka"``).
+LIST_KEYS = {
+    ModelConfig: ("pooling",),
+    ScoreConfig: ("metrics", "probes"),
+    ExperimentConfig: ("grid_metrics", "image_conditions", "caption_conditions", "aggregate", "contrasts"),
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class PlotConfig:
     enabled: bool = True
@@ -206,13 +219,25 @@ def _build(cls, data: Mapping[str, Any], where: str):
         raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(fields)}")
     kwargs = {}
     for key, value in data.items():
-        if isinstance(value, list):
+        if key in LIST_KEYS.get(cls, ()):
+            value = _string_list(value, f"{where}.{key}")
+        elif isinstance(value, list):
             value = tuple(value)
         kwargs[key] = value
     try:
         return cls(**kwargs)
     except TypeError as e:
         raise ConfigError(f"{where}: {e}") from None
+
+
+def _string_list(value, key: str) -> tuple[str, ...]:
+    """A list-of-strings key: a list as a tuple; one string as a one-item list (``pooling = "cls"`` means
+    ``["cls"]``, never the characters of "cls"); anything else is a ConfigError naming the key."""
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise ConfigError(f"{key} = {value!r}; must be a string or a list of strings")
 
 
 def _require(cond: bool, message: str):
@@ -222,8 +247,13 @@ def _require(cond: bool, message: str):
 
 def _validate(cfg: RunConfig) -> None:
     s = cfg.stimuli
-    _require(s.kind in STIMULUS_KINDS, f"stimuli.kind = {s.kind!r}; allowed: {list(STIMULUS_KINDS)}")
-    _require(isinstance(s.seed, int), f"stimuli.seed = {s.seed!r}; must be an integer")
+    _require(isinstance(s.kind, str) and s.kind in STIMULUS_KINDS,
+             f"stimuli.kind = {s.kind!r}; allowed: {list(STIMULUS_KINDS)}")
+    _require(_is_int(s.seed) and s.seed >= 0, f"stimuli.seed = {s.seed!r}; must be an integer >= 0")
+    for key in ("images", "captions", "root", "name"):
+        value = getattr(s, key)
+        _require(value is None or (isinstance(value, str) and value.strip() != ""),
+                 f"stimuli.{key} = {value!r}; must be a non-empty string (a path{' or name' if key == 'name' else ''})")
     if s.kind == "folder":
         _require(bool(s.images and s.captions), "stimuli.kind = 'folder' needs stimuli.images and stimuli.captions")
     if s.kind == "coco":
@@ -231,30 +261,41 @@ def _validate(cfg: RunConfig) -> None:
     if s.kind == "flickr":
         _require(bool(s.images and s.captions), "stimuli.kind = 'flickr' needs stimuli.images and stimuli.captions (token file)")
     _require(len(cfg.models) >= 1, "models: at least one [[models]] entry is needed")
-    names = [m.name for m in cfg.models]
-    _require(len(set(names)) == len(names), f"models: duplicate model names {names}")
     for i, m in enumerate(cfg.models):
-        _require(isinstance(m.name, str) and m.name.strip() != "", f"models[{i}].name must be a non-empty string")
-        _require(m.modality in (None, "vision", "language"), f"models[{i}].modality = {m.modality!r}; allowed: 'vision', 'language'")
+        _require(isinstance(m.name, str) and m.name.strip() != "",
+                 f"models[{i}].name = {m.name!r}; must be a non-empty string")
+        _require(m.modality is None or (isinstance(m.modality, str) and m.modality in ("vision", "language")),
+                 f"models[{i}].modality = {m.modality!r}; allowed: 'vision', 'language'")
         for p in m.pooling:
             _require(p in VISION_POOLINGS + LANGUAGE_POOLINGS,
                      f"models[{i}] ({m.name}): pooling {p!r} unknown; vision: {list(VISION_POOLINGS)}, language: {list(LANGUAGE_POOLINGS)}")
+        _require(len(set(m.pooling)) == len(m.pooling), f"models[{i}] ({m.name}): pooling {list(m.pooling)} repeats a name")
+    names = [m.name for m in cfg.models]
+    _require(len(set(names)) == len(names), f"models: duplicate model names {names}")
     e = cfg.extract
-    _require(isinstance(e.batch_size, int) and e.batch_size >= 1, f"extract.batch_size = {e.batch_size!r}; must be an integer >= 1")
-    _require(e.dtype in DTYPES, f"extract.dtype = {e.dtype!r}; allowed: {list(DTYPES)}")
-    _require(e.device in ("auto", "cpu", "cuda", "mps") or e.device.startswith("cuda:"),
+    _require(_is_int(e.batch_size) and e.batch_size >= 1, f"extract.batch_size = {e.batch_size!r}; must be an integer >= 1")
+    _require(isinstance(e.dtype, str) and e.dtype in DTYPES, f"extract.dtype = {e.dtype!r}; allowed: {list(DTYPES)}")
+    _require(isinstance(e.device, str) and (e.device in ("auto", "cpu", "cuda", "mps")
+                                            or re.fullmatch(r"cuda:\d+", e.device) is not None),
              f"extract.device = {e.device!r}; allowed: 'auto', 'cpu', 'cuda', 'cuda:N', 'mps'")
     sc = cfg.score
     _require(len(sc.metrics) >= 1, "score.metrics: list at least one metric")
-    _require(sc.caption in ("first", "mean") or (isinstance(sc.caption, int) and sc.caption >= 0),
+    _require(all(m.strip() for m in sc.metrics), f"score.metrics = {list(sc.metrics)}; an empty metric name")
+    _require(all(p.strip() for p in sc.probes), f"score.probes = {list(sc.probes)}; an empty probe path")
+    _require(sc.caption in ("first", "mean") or (_is_int(sc.caption) and sc.caption >= 0),
              f"score.caption = {sc.caption!r}; allowed: 'first', 'mean' or a caption index >= 0")
-    _require(isinstance(sc.null, int) and sc.null >= 0, f"score.null = {sc.null!r}; must be an integer >= 0")
+    _require(_is_int(sc.null) and sc.null >= 0, f"score.null = {sc.null!r}; must be an integer >= 0")
+    plot = cfg.plot
+    _require(isinstance(plot.enabled, bool), f"plot.enabled = {plot.enabled!r}; must be a boolean (true or false)")
+    _require(_is_int(plot.dpi) and plot.dpi >= 1, f"plot.dpi = {plot.dpi!r}; must be an integer >= 1")
     _require(len(sc.preprocess_options) == 1 or cfg.experiment.kind == "layerwise",
              f"score.preprocess lists {len(sc.preprocess_options)} options {list(sc.preprocess_options)}; experiment "
              f"kind {cfg.experiment.kind!r} takes one (run the config once per option, e.g. --set "
              f"'score.preprocess=\"zscore\"')")
-    _require(isinstance(s.renderings, int) and s.renderings >= 1, f"stimuli.renderings = {s.renderings!r}; must be an integer >= 1")
+    _require(_is_int(s.renderings) and s.renderings >= 1, f"stimuli.renderings = {s.renderings!r}; must be an integer >= 1")
     _require(s.renderings == 1 or s.kind == "synthetic", "stimuli.renderings applies to kind = 'synthetic' only")
+    _require(s.duplicates in ("error", "group"), f"stimuli.duplicates = {s.duplicates!r}; allowed: 'error' (refuse "
+             f"copies of one stimulus), 'group' (keep them, each group of copies in one cross-validation fold)")
     if s.kind == "pick_a_pic":
         _require(bool(s.root), "stimuli.kind = 'pick_a_pic' needs stimuli.root (the Parquet file)")
     _require(isinstance(s.caption_score, str) and s.caption_score.strip() != "",
@@ -282,7 +323,7 @@ def _is_int(v) -> bool:
 
 def _validate_experiment(ex: ExperimentConfig) -> None:
     _require(ex.kind in EXPERIMENT_KINDS, f"experiment.kind = {ex.kind!r}; allowed: {list(EXPERIMENT_KINDS)}")
-    _require(_is_int(ex.seed), f"experiment.seed = {ex.seed!r}; must be an integer")
+    _require(_is_int(ex.seed) and ex.seed >= 0, f"experiment.seed = {ex.seed!r}; must be an integer >= 0")
     _require(_is_int(ex.n_perm) and ex.n_perm >= 0, f"experiment.n_perm = {ex.n_perm!r}; must be an integer >= 0")
     _require(_is_int(ex.n_boot) and ex.n_boot >= 0, f"experiment.n_boot = {ex.n_boot!r}; must be an integer >= 0")
     _require(isinstance(ex.ci, float) and 0.0 < ex.ci < 1.0, f"experiment.ci = {ex.ci!r}; must be a number in (0, 1)")
@@ -382,12 +423,17 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> RunConfi
     for key in ("name", "output", "models"):
         if key not in data:
             raise ConfigError(f"missing required key {key!r}")
+    for key in ("name", "output"):
+        value = data[key]
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"{key} = {value!r}; must be a non-empty string"
+                              + (" (the folder results go to)" if key == "output" else " (the run's name)"))
     models = data["models"]
     if not isinstance(models, list):
         raise ConfigError("models must be an array of tables ([[models]] entries)")
     cfg = RunConfig(
-        name=str(data["name"]),
-        output=str(data["output"]),
+        name=data["name"],
+        output=data["output"],
         stimuli=_build_stimuli(data.get("stimuli", {})),
         models=tuple(_build(ModelConfig, m, f"models[{i}]") for i, m in enumerate(models)),
         extract=_build(ExtractConfig, data.get("extract", {}), "extract"),
@@ -410,9 +456,28 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
     for dotted, value in (overrides or {}).items():
-        node = data
-        *parents, leaf = dotted.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
+        _apply_override(data, dotted, value)
     return parse_config(data, source=str(path))
+
+
+#: What ``--set`` (``load_config(overrides=)``) can address, for its error messages.
+OVERRIDE_HELP = ("--set can address top-level keys (name, output) and keys of the tables [stimuli], [extract], "
+                 "[score], [plot] and [experiment], e.g. --set stimuli.n=50; [[models]] entries are edited in the "
+                 "config file")
+
+
+def _apply_override(data: dict, dotted: str, value) -> None:
+    """Set ``data[a][b]... = value`` for ``dotted = "a.b..."``, creating missing tables; a path through a value
+    that is not a table (``name.x``, ``models.name``: ``models`` is an array of tables) is a ConfigError."""
+    parts = dotted.split(".")
+    if any(not p.strip() for p in parts):
+        raise ConfigError(f"--set {dotted}=...: empty key part; {OVERRIDE_HELP}")
+    node, walked = data, []
+    for part in parts[:-1]:
+        walked.append(part)
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            kind = "an array" if isinstance(child, list) else f"the value {child!r}"
+            raise ConfigError(f"--set {dotted}=...: {'.'.join(walked)!r} is {kind}, not a table; {OVERRIDE_HELP}")
+        node = child
+    node[parts[-1]] = value

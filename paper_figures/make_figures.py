@@ -74,13 +74,18 @@ def generate_pickapic(path: Path, n: int = PICKAPIC_PAIRS, seed: int = 7) -> Pat
 
 def run_experiments(names, overrides_for, log) -> dict[str, float]:
     from align.config import load_config
+    from align.experiments import preflight
     from align.experiments import run_experiment
 
+    configs = {name: load_config(HERE / f"{name}.toml", overrides_for(name)) for name in names}
+    pending = [cfg.output for cfg in configs.values()]  # e.g. the layerwise output that peaks_from names
+    for cfg in configs.values():  # every config's user errors before the first experiment runs
+        preflight(cfg, pending=pending)
     timings = {}
     for name in names:
         t0 = time.perf_counter()
         log(f"\n=== experiment {name} ===")
-        cfg = load_config(HERE / f"{name}.toml", overrides_for(name))
+        cfg = configs[name]
         run_experiment(cfg, progress=False, log=log)
         timings[name] = time.perf_counter() - t0
         log(f"=== {name}: {timings[name]:.0f} s ===")

@@ -34,6 +34,7 @@ def cosine_centroid(X, Y):
     Returns:
       Scalar float32 (NaN if every stimulus is equally far from the centroid in X or in Y).
     """
+    X, Y = X / jnp.max(jnp.abs(X)), Y / jnp.max(jnp.abs(Y))  # unit magnitude: float32 squares stay in range
     a = jnp.linalg.norm(X - jnp.mean(X, axis=0), axis=1)
     b = jnp.linalg.norm(Y - jnp.mean(Y, axis=0), axis=1)
     a = a - jnp.mean(a)

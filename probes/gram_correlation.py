@@ -15,6 +15,7 @@ def prepare_gram_correlation(X):
     """``[n, d] -> [n, n]``: the centered linear Gram ``Xc Xcᵀ`` with its off-diagonal entries z-scored and the
     diagonal set to 0."""
     Xc = X - jnp.mean(X, axis=0)
+    Xc = Xc / jnp.max(jnp.abs(Xc))  # unit magnitude: the Gram's squares stay in float32 range
     K = jnp.matmul(Xc, Xc.T, precision=lax.Precision.HIGHEST)
     n = K.shape[0]
     off = 1.0 - jnp.eye(n, dtype=K.dtype)

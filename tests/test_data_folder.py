@@ -107,8 +107,8 @@ def test_coco_compact_shared_subset(shared_data):
 def _official(tmp_path):
     root = tmp_path / "coco"
     _image(root / "val2017" / "000000000001.jpg", size=(20, 10))
-    _image(root / "val2017" / "000000000002.jpg", size=(20, 10))
-    _image(root / "val2017" / "000000000003.jpg", size=(20, 10))
+    _image(root / "val2017" / "000000000002.jpg", size=(20, 10), value=60)  # distinct images: copies are refused
+    _image(root / "val2017" / "000000000003.jpg", size=(20, 10), value=120)
     images = [{"id": i, "file_name": f"{i:012d}.jpg", "height": 10, "width": 20} for i in (1, 2, 3)]
     (root / "annotations").mkdir()
     captions = root / "annotations" / "captions_val2017.json"

@@ -214,8 +214,8 @@ def test_config_errors(stimuli, experiment, message):
 
 def test_config_reaches_the_loader_and_unscored_data_fail_before_extraction(tmp_path):
     images = _images(tmp_path / "images", [f"i{i}" for i in range(6)])
-    rows = [{"image_id": f"i{i}", "caption": f"caption {j}", "clip_score": float(i + j)} for i in range(6)
-            for j in range(2)]
+    rows = [{"image_id": f"i{i}", "caption": f"caption {j} of image {i}", "clip_score": float(i + j)}
+            for i in range(6) for j in range(2)]
     captions = _jsonl(tmp_path / "scored.jsonl", rows)
     stimuli = {"kind": "folder", "images": str(images), "captions": str(captions), "caption_score": "clip_score"}
     cfg = parse_config({**BASE, "output": str(tmp_path / "out"), "stimuli": stimuli,
@@ -247,7 +247,7 @@ def test_scored_end_to_end_with_tiny_models(tmp_path):
     cfg = parse_config({
         "name": "scored", "output": str(tmp_path / "out" / "scored"),
         "stimuli": {"kind": "folder", "images": str(images), "captions": str(captions),
-                    "caption_score": "clip_score"},
+                    "caption_score": "clip_score", "duplicates": "group"},  # tiny.CAPTIONS repeat every 5 images
         "models": [{"name": str(tmp_path / "vision"), "modality": "vision", "pooling": ["cls"]},
                    {"name": str(tmp_path / "language"), "modality": "language", "pooling": ["mean"]}],
         "extract": {"batch_size": 8}, "score": {"metrics": ["linear_cka"]},

@@ -183,7 +183,7 @@ def test_build_once_is_atomic_and_runs_once(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         build_once(target, failing, "{}")
     assert not target.exists()
-    assert [p.name for p in target.parent.iterdir()] == [".thing-1.0.lock"]  # no temp folder left behind
+    assert [p.name for p in target.parent.iterdir()] == ["thing-1.0.lock"]  # no temp folder left behind
 
     def good(out: Path):
         calls.append(out)

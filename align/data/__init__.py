@@ -2,7 +2,8 @@
 
 Loaders return a ``StimulusSet`` (paired images and captions, optional masks and groups); perturbations are
 named conditions on images (``image_condition``) or captions (``caption_condition``); nothing is left out
-silently (``ExclusionReport``).
+silently (``ExclusionReport``). Copies of one stimulus (same image bytes or same captions) are refused by the file
+loaders unless ``duplicates="group"``, which keeps them in one cross-validation fold (``group_fold_ids``).
 """
 
 from align.data._folder import load_coco
@@ -18,9 +19,11 @@ from align.data._preference import PreferencePair
 from align.data._preference import PreferenceSet
 from align.data._preference import load_pick_a_pic
 from align.data._report import ExclusionReport
+from align.data._stimuli import DuplicateStimulusError
 from align.data._stimuli import Stimulus
 from align.data._stimuli import StimulusError
 from align.data._stimuli import StimulusSet
+from align.data._stimuli import group_fold_ids
 from align.data._stimuli import order_hash
 from align.data._stimuli import stimulus_set_name
 from align.data._synthetic import describe_scene

@@ -18,6 +18,7 @@ file is a broken file, not a few bad items. Scores of captions removed as empty 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -131,6 +132,17 @@ def _caption_scores(rows: _Rows, image_ids: list[str], source: str) -> dict[str,
     return scores
 
 
+@contextlib.contextmanager
+def _utf8_text(path: Path, what: str = "captions file"):
+    """Reading ``path`` as UTF-8 text: a byte sequence that is not UTF-8 is a StimulusError naming the file."""
+    try:
+        yield
+    except UnicodeDecodeError as e:
+        bad = e.object[e.start:e.start + 1].hex() if isinstance(e.object, (bytes, bytearray)) else "?"
+        raise StimulusError(f"{what} {path} is not UTF-8 text (byte 0x{bad}: {e.reason}); re-save it as UTF-8 "
+                            f"(e.g. `iconv -f latin1 -t utf-8`)") from None
+
+
 def _read_jsonl(path: Path, rows: _Rows) -> None:
     with open(path, encoding="utf-8") as f:
         for line_no, line in enumerate(f, start=1):
@@ -228,7 +240,7 @@ def _assemble(rows: _Rows, images_dir: Path, *, name: str | None, base: str, ste
 
 def load_image_captions(images_dir: str | Path, captions_file: str | Path, name: str | None = None, *,
                         masks_dir: str | Path | None = None, n: int | str | None = None, on_error: str = "raise",
-                        caption_score: str | None = DEFAULT_CAPTION_SCORE) -> StimulusSet:
+                        caption_score: str | None = DEFAULT_CAPTION_SCORE, duplicates: str = "error") -> StimulusSet:
     """A folder of images plus a captions file.
 
     Args:
@@ -246,6 +258,9 @@ def load_image_captions(images_dir: str | Path, captions_file: str | Path, name:
       on_error: "raise" (default) or "exclude" (see the module docstring).
       caption_score: the JSONL field / CSV column holding a per-caption score (e.g. "clip_score"), read when the
         file has it (see the module docstring); None: never read scores.
+      duplicates: "error" (default): copies of one stimulus (images with the same file bytes or the same
+        captions, ``StimulusSet.copies``) raise a DuplicateStimulusError naming them; "group": keep them
+        (cross-validated scores of a run keep each group of copies in one fold, ``StimulusSet.fold_ids``).
 
     Returns:
       A StimulusSet in captions-file order; captions of one image in file order; ``caption_scores`` per image
@@ -255,21 +270,22 @@ def load_image_captions(images_dir: str | Path, captions_file: str | Path, name:
     if not captions_file.is_file():
         raise StimulusError(f"captions file {captions_file} does not exist")
     rows = _Rows(caption_score)
-    with open(captions_file, encoding="utf-8") as f:
-        head = f.read(4096).lstrip()
-    if head.startswith("{"):
-        _read_jsonl(captions_file, rows)
-    else:
-        _read_csv(captions_file, rows)
+    with _utf8_text(captions_file):
+        with open(captions_file, encoding="utf-8") as f:
+            head = f.read(4096).lstrip()
+        if head.startswith("{"):
+            _read_jsonl(captions_file, rows)
+        else:
+            _read_csv(captions_file, rows)
     return _assemble(rows, images_dir, name=name, base=captions_file.resolve().parent.name,
                      step=f"load_image_captions({captions_file.name})",
                      masks_dir=Path(masks_dir) if masks_dir is not None else None, n=n, on_error=on_error,
-                     source=str(captions_file))
+                     source=str(captions_file)).check_duplicates(duplicates)
 
 
 def load_flickr(token_file: str | Path, images_dir: str | Path, name: str | None = None, *,
                 n: int | str | None = None,
-                on_error: str = "raise") -> StimulusSet:
+                on_error: str = "raise", duplicates: str = "error") -> StimulusSet:
     """Flickr8k / Flickr30k captions in the ``Flickr8k.token.txt`` format: ``<file>.jpg#<k><TAB><caption>``.
 
     Image ids are file stems (``1000268201_693b08cb0e``); captions of an image are ordered by ``k``.
@@ -279,7 +295,7 @@ def load_flickr(token_file: str | Path, images_dir: str | Path, name: str | None
     if not token_file.is_file():
         raise StimulusError(f"Flickr token file {token_file} does not exist")
     entries: list[tuple[str, str, int, str, str]] = []
-    with open(token_file, encoding="utf-8") as f:
+    with _utf8_text(token_file, "Flickr token file"), open(token_file, encoding="utf-8") as f:
         for line_no, line in enumerate(f, start=1):
             if not line.strip():
                 continue
@@ -296,7 +312,7 @@ def load_flickr(token_file: str | Path, images_dir: str | Path, name: str | None
         rows.add(stem, caption, where, lookup=file_name)
     return _assemble(rows, images_dir, name=name, base=token_file.resolve().parent.name,
                      step=f"load_flickr({token_file.name})", masks_dir=None, n=n, on_error=on_error,
-                     source=str(token_file))
+                     source=str(token_file)).check_duplicates(duplicates)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -305,7 +321,8 @@ def load_flickr(token_file: str | Path, images_dir: str | Path, name: str | None
 
 def load_coco(path: str | Path, *, images_dir: str | Path | None = None, instances: str | Path | bool | None = None,
               cache_dir: str | Path | None = None, name: str | None = None, n: int | str | None = None,
-              on_error: str = "raise", caption_score: str | None = DEFAULT_CAPTION_SCORE) -> StimulusSet:
+              on_error: str = "raise", caption_score: str | None = DEFAULT_CAPTION_SCORE,
+              duplicates: str = "error") -> StimulusSet:
     """MS-COCO captions, with instance masks and concept groups when instance annotations are available.
 
     Two layouts:
@@ -334,6 +351,7 @@ def load_coco(path: str | Path, *, images_dir: str | Path | None = None, instanc
       on_error: as ``load_image_captions``.
       caption_score: the per-caption score field of ``captions.jsonl`` lines (compact) or of caption annotations
         (official), read when present; as ``load_image_captions``. Real COCO captions carry none.
+      duplicates: "error" (default) or "group"; as ``load_image_captions``.
     """
     path = Path(path)
     if path.is_dir():
@@ -341,20 +359,23 @@ def load_coco(path: str | Path, *, images_dir: str | Path | None = None, instanc
             raise StimulusError(f"{path} is a folder without captions.jsonl; pass the compact COCO folder or an "
                                 f"official captions_<split>.json file")
         return _load_coco_compact(path, name=name, n=n, on_error=on_error, caption_score=caption_score,
-                                  images_dir=Path(images_dir) if images_dir else path / "images")
+                                  images_dir=Path(images_dir) if images_dir else path / "images"
+                                  ).check_duplicates(duplicates)
     if not path.is_file():
         raise StimulusError(f"COCO captions {path} do not exist")
     return _load_coco_official(path, images_dir=images_dir, instances=instances, cache_dir=cache_dir, name=name,
-                               n=n, on_error=on_error, caption_score=caption_score)
+                               n=n, on_error=on_error, caption_score=caption_score).check_duplicates(duplicates)
 
 
 def _load_coco_compact(root: Path, *, name, n, on_error, caption_score, images_dir: Path) -> StimulusSet:
     rows = _Rows(caption_score)
-    _read_jsonl(root / "captions.jsonl", rows)
+    with _utf8_text(root / "captions.jsonl"):
+        _read_jsonl(root / "captions.jsonl", rows)
     groups, extras = {}, {}
     if (root / "instances.jsonl").is_file():
         per_image: dict[str, dict[int, str]] = {}
-        with open(root / "instances.jsonl", encoding="utf-8") as f:
+        instances = root / "instances.jsonl"
+        with _utf8_text(instances, "instances file"), open(instances, encoding="utf-8") as f:
             for line in f:
                 if line.strip():
                     row = json.loads(line)
@@ -381,7 +402,8 @@ def _coco_default_images_dir(captions_json: Path, split: str) -> Path:
 def _load_coco_official(captions_json: Path, *, images_dir, instances, cache_dir, name, n, on_error,
                         caption_score) -> StimulusSet:
     split = captions_json.stem.split("captions_", 1)[-1]
-    data = json.loads(captions_json.read_text())
+    with _utf8_text(captions_json):
+        data = json.loads(captions_json.read_text(encoding="utf-8"))
     files = {str(im["id"]): im["file_name"] for im in data.get("images", [])}
     rows = _Rows(caption_score)
     for ann in data.get("annotations", []):

@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from align._locks import output_lock
+from align._locks import remove_leftovers
 from align.data._stimuli import Stimulus
 from align.data._stimuli import StimulusError
 from align.data._stimuli import StimulusSet
@@ -102,7 +104,9 @@ def synthetic_scenes(root: str | Path, n: int = 500, seed: int = 0, image_size: 
 
     Files: ``images/<id>.png``, ``masks/<id>.png``, ``captions.jsonl`` (``{"image_id", "caption_id", "caption"}``,
     the layout ``load_image_captions`` reads), ``scenes.jsonl`` (one line per image) and ``params.json``. They are
-    written to a temporary folder that is renamed into place; a folder with the same ``params.json`` is reused.
+    written to a temporary folder ``root/.<name>.tmp-<pid>-<random>/`` that is renamed into place, under the lock
+    ``root/<name>.lock`` (a second process waits, then reuses the set); a folder with the same ``params.json`` is
+    reused. Temporary folders of killed renderings (no process holds their lock) are removed.
     """
     for label, value, low in (("n", n, 1), ("image_size", image_size, 32), ("renderings", renderings, 1)):
         if not isinstance(value, (int, np.integer)) or value < low:
@@ -115,20 +119,17 @@ def synthetic_scenes(root: str | Path, n: int = 500, seed: int = 0, image_size: 
               "seed": int(seed), "image_size": int(image_size), "renderings": int(renderings),
               "supersample": SUPERSAMPLE}
     final = root / name
+    remove_leftovers(root, targets=lambda target: target.startswith("synthetic-"))  # killed renderings
     if not (final / "params.json").exists():
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = root / f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        try:
-            _write_set(tmp, params)
-            try:
-                os.rename(tmp, final)
-            except OSError:
-                if not (final / "params.json").exists():
-                    raise
-                # Another process finished the same set first; use theirs.
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+        with output_lock(final):
+            if not (final / "params.json").exists():  # another process may have rendered it while we waited
+                tmp = root / f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+                try:
+                    _write_set(tmp, params)
+                    os.rename(tmp, final)
+                finally:
+                    if tmp.exists():
+                        shutil.rmtree(tmp, ignore_errors=True)
     found = json.loads((final / "params.json").read_text())
     if found != params:
         raise StimulusError(

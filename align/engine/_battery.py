@@ -10,6 +10,10 @@ check with the numbers behind it:
 - ``invariance:<t>`` for each declared invariance ``t`` in rotation, isotropic_scale, translation (either side);
   ``stimulus_order``: the same permutation of the rows of both sides leaves the score unchanged.
 - ``non_invariance:<t>`` (declared ``not_invariant_to``): that transformation must change the score.
+- ``scale_extremes`` (declared ``isotropic_scale``): X, Y or both multiplied by each of :data:`SCALES` (1e-12 to
+  1e8) score as the unscaled pair, within :data:`SCALE_TOL` (relative). float32 squares of activations scaled by
+  1e-12 flush to zero and fourth powers of activations scaled by 1e8 overflow, so a metric passes only when it
+  computes in a scaled form (e.g. :func:`align.metrics._kernels.unit_scale` before forming Grams or norms).
 - ``jit_equals_eager``: the engine's compiled grid equals the metric evaluated op by op without jit.
 - ``no_recompilation``: a second grid of the same shapes with fresh data compiles nothing new.
 - ``padding``: for a metric declaring ``pad_invariant=True``, layers of widths 32, 40 and 48 (one pad bucket of the
@@ -55,6 +59,10 @@ N_PADDING, PAD_WIDTHS, PAD_TARGET_WIDTH = 64, (32, 40, 48), 48
 TOL = 1e-4
 #: Relative tolerance of the padding check: ``|padded - unpadded| <= PAD_TOL * (1 + |unpadded|)``.
 PAD_TOL = 1e-5
+#: Factors of the scale_extremes check, applied to X, to Y and to both.
+SCALES = (1e-12, 1e-6, 1.0, 1e4, 1e8)
+#: Relative tolerance of the scale_extremes check: ``|scaled - base| <= SCALE_TOL * (1 + |base|)``.
+SCALE_TOL = 1e-4
 
 
 class MetricCheckError(ValueError):
@@ -164,6 +172,9 @@ def _variants(n: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     out["not:anisotropic_scale"] = (X * aniso, Y)
     out["not:permute_rows_of_one"] = (X, Y[perm])
     out["not:elementwise_nonlinear"] = (np.exp(X), Y)
+    for c in SCALES:  # scaled in float64, then rounded once to float32
+        sx, sy = X.astype(np.float64) * c, Y.astype(np.float64) * c
+        out[f"scale:{c:g}:x"], out[f"scale:{c:g}:y"], out[f"scale:{c:g}:both"] = (sx, Y), (X, sy), (sx, sy)
     return {k: (np.asarray(a, np.float32), np.asarray(b, np.float32)) for k, (a, b) in out.items()}
 
 
@@ -212,7 +223,7 @@ def _variant_checks(metric: Metric, kwargs: dict, n: int) -> list[CheckResult]:
             values = _variant_fn(metric, kwargs)(xs, ys)
         s = dict(zip(variants, np.asarray(values, dtype=np.float64)))
     except Exception as e:  # a compare that cannot be traced or vmapped fails every check that needs it
-        names = ["identity", "symmetry", "bounds", "invariances", "non_invariance"]
+        names = ["identity", "symmetry", "bounds", "invariances", "non_invariance", "scale_extremes"]
         return [CheckResult(name, FAIL, f"scoring the transformed pairs (jit + vmap) {_error(e)}") for name in names]
 
     out = [_identity_check(metric, s)]
@@ -223,6 +234,8 @@ def _variant_checks(metric: Metric, kwargs: dict, n: int) -> list[CheckResult]:
                                {"xy": s["base"], "yx": s["swap"]}))
     else:
         out.append(CheckResult("symmetry", SKIP, "declared asymmetric (symmetric=False)"))
+    scaled = {k: v for k, v in s.items() if k.startswith("scale:")}  # checked by scale_extremes only
+    s = {k: v for k, v in s.items() if k not in scaled}
     if metric.bounds is not None:
         lo, hi = metric.bounds
         values = np.array(list(s.values()))
@@ -260,7 +273,26 @@ def _variant_checks(metric: Metric, kwargs: dict, n: int) -> list[CheckResult]:
         out.append(CheckResult(f"non_invariance:{t}", PASS if d > 1e-3 else FAIL,
                                f"base {_fmt(s['base'])}, after {t} {_fmt(s[f'not:{t}'])}, |diff| = {_fmt(d)} "
                                "(must exceed 1e-3)", {"base": s["base"], "transformed": s[f"not:{t}"]}))
+    out.append(_scale_check(metric, s["base"], scaled))
     return out
+
+
+def _scale_check(metric: Metric, base: float, scaled: dict) -> CheckResult:
+    """``scale_extremes``: every pair of :data:`SCALES` (keys ``scale:<factor>:<x|y|both>``) scores as ``base``."""
+    if "isotropic_scale" not in metric.invariances:
+        return CheckResult("scale_extremes", SKIP, "does not declare isotropic_scale invariance")
+    gaps = {k.removeprefix("scale:"): abs(v - base) / (1 + abs(base)) if np.isfinite(v) else np.inf
+            for k, v in scaled.items()}
+    bad = {k: scaled[f"scale:{k}"] for k, g in gaps.items() if not g <= SCALE_TOL}
+    worst = max(gaps.values())
+    detail = (f"X, Y and both scaled by {', '.join(f'{c:g}' for c in SCALES)}: max rel. diff from base "
+              f"{_fmt(base)} is {_fmt(worst)} (tolerance {SCALE_TOL})")
+    if bad:
+        shown = ", ".join(f"{k} -> {_fmt(v)}" for k, v in list(bad.items())[:6])
+        detail += (f"; off: {shown}; compute in a scaled form (bring each layer to unit magnitude, e.g. "
+                   "align.metrics._kernels.unit_scale, before squaring)")
+    return CheckResult("scale_extremes", FAIL if bad else PASS, detail,
+                       {"base": base, "max_rel_diff": float(worst), **{k: float(v) for k, v in bad.items()}})
 
 
 def _identity_check(metric: Metric, s: dict) -> CheckResult:

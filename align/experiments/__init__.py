@@ -6,6 +6,8 @@ from align.experiments._layerwise import run_extract
 from align.experiments._layerwise import run_score
 from align.experiments._layerwise import score_pair
 from align.experiments._pairing import paired_layers
+from align.experiments._preflight import PreflightReport
+from align.experiments._preflight import preflight
 from align.experiments._layerwise import label_grid
 from align.experiments._experiment import layerwise_peak_null
 from align.experiments._experiment import run_experiment

@@ -51,7 +51,7 @@ def _predict(X, Y, ridge_kwargs: dict) -> np.ndarray:
 def _fold_masks(n: int, ridge_kwargs: dict) -> np.ndarray:
     """``[F, n]`` 0/1 masks of the outer folds whose mean score the metric reports (one all-ones mask for
     ``cv_score="pooled"``)."""
-    from align.metrics._ridge import kfold_ids
+    from align.metrics import kfold_ids
 
     if ridge_kwargs.get("cv_score", "fold_mean") == "pooled":
         return np.ones((1, n))

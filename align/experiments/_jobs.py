@@ -2,7 +2,8 @@
 
 A job is a pure function of its inputs (store fingerprints and row orders, the metric, the experiment's
 parameters); its key is a hash of those, its output ``<output>/<folder>/<key>.parquet`` is written atomically
-(``align.results.write_results``), so a rerun skips finished jobs and an interrupted run resumes.
+(``align.results.write_results``), so a rerun skips finished jobs and an interrupted run resumes. A job runs under
+its lock (``<key>.parquet.lock``), so two runs of one config share the work instead of racing.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from align._locks import output_lock
+from align._locks import remove_leftovers
 from align.config import RunConfig
 from align.results import LayerPair
 
@@ -58,19 +61,26 @@ class JobClock:
 def cached_job(path: Path, compute: Callable[[], pd.DataFrame], *, label: str,
                log: Callable[[str], None], clock: JobClock | None = None) -> pd.DataFrame:
     """Read ``path`` if it exists, else compute the rows, write them atomically and return them. With a ``clock``
-    the log line says how many jobs are done and about how long the rest will take."""
+    the log line says how many jobs are done and about how long the rest will take.
+
+    The job is computed under its lock (``<path>.lock``): a second process running the same job waits, then reads
+    the rows the first wrote. Temporaries that killed jobs left in ``path``'s folder are removed (those of jobs no
+    live process holds)."""
     from align.results import read_results, write_results
 
-    if path.exists():
-        tag = f"{clock.done()} " if clock else ""
-        log(f"  {tag}{label}: exists, skipped")
-        return read_results(path)
-    t0 = time.perf_counter()
-    frame = compute()
-    write_results(frame, path)
-    seconds = time.perf_counter() - t0
-    tag = f"{clock.done(seconds)} " if clock else ""
-    log(f"  {tag}{label}: {seconds:.1f} s")
+    remove_leftovers(path.parent, pattern="*.tmp")
+    if not path.exists():
+        with output_lock(path, log=log):
+            if not path.exists():  # else another process finished it while we waited
+                t0 = time.perf_counter()
+                frame = compute()
+                write_results(frame, path)
+                seconds = time.perf_counter() - t0
+                tag = f"{clock.done(seconds)} " if clock else ""
+                log(f"  {tag}{label}: {seconds:.1f} s")
+                return read_results(path)
+    tag = f"{clock.done()} " if clock else ""
+    log(f"  {tag}{label}: exists, skipped")
     return read_results(path)
 
 

@@ -2,7 +2,9 @@
 
 Every vision model (rows, "x") is compared with every language model (columns, "y"), for every pooling of each and
 every metric in the config. Each (store pair, metric) is one scoring job whose rows are written to
-``<output>/scores/<job fingerprint>.parquet``; the combined table is ``<output>/results.parquet``.
+``<output>/scores/<job fingerprint>.parquet`` under the job's lock (``<job>.parquet.lock``: two runs of one config
+share the jobs); the combined table is ``<output>/results.parquet``, and ``<output>/heatmaps/`` holds exactly its
+heatmaps.
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ import hashlib
 import itertools
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pandas as pd
 
+from align._locks import output_lock
+from align._locks import remove_leftovers
 from align._version import __version__
 from align.config import RunConfig
 from align.experiments._jobs import JobClock
@@ -96,16 +100,22 @@ def _modality(store) -> str:
 
 def score_pair(vision, language, metric_spec: str, *, caption="first", null: int = 0,
                experiment: str = "layerwise", extra: dict | None = None,
-               preprocess: str | None = None) -> pd.DataFrame:
+               preprocess: str | None = None, groups: Mapping[str, str] | None = None) -> pd.DataFrame:
     """Score one (vision store, caption store) pair with one metric over the whole layer grid; long-form rows.
 
     ``preprocess`` (default ``align.preprocess.DEFAULT_PREPROCESS``) is applied to every layer of both stores
-    before the metric and recorded in the ``preprocess`` column."""
+    before the metric and recorded in the ``preprocess`` column. ``groups`` maps image ids to group labels
+    (``StimulusSet.fold_groups``: copies of one stimulus share a label); a metric with cross-validation folds
+    (linear predictivity) then keeps each group in one fold (``align.data.group_fold_ids``, with the metric's fold
+    count and seed), so copies never sit in both a training and a held-out fold."""
     from align.engine import pairwise
     from align.experiments._pairing import paired_layers
 
-    _, xs, ys = paired_layers(vision, language, caption)
+    kept, xs, ys = paired_layers(vision, language, caption)
     kwargs = {"null": null} if null else {}
+    folds = grouped_folds(metric_spec, [groups.get(i, i) for i in kept]) if groups else None
+    if folds is not None:
+        kwargs["folds"] = folds
     # a layer that is the same for every stimulus (a ViT's CLS token at the embedding layer) has no alignment:
     # it is scored NaN and said so in the `undefined` column, rather than failing the whole grid
     if preprocess is not None:
@@ -114,6 +124,26 @@ def score_pair(vision, language, metric_spec: str, *, caption="first", null: int
     frame = grid.to_frame()
     frame["undefined"] = undefined_reasons(frame, grid)
     return label_grid(frame, vision, language, metric_spec, caption=caption, experiment=experiment, extra=extra)
+
+
+def grouped_folds(metric_spec: str, labels: list[str]):
+    """Fold ids ``[n]`` keeping each group of ``labels`` in one fold, for a metric that takes ``folds`` (fold count
+    and seed from the spec, else the metric's defaults); None when every label is unique or the metric has no
+    folds (its own folds are then used as they are)."""
+    import inspect
+
+    from align.data import group_fold_ids
+    from align.engine import resolve_metric
+
+    if len(set(labels)) == len(labels):
+        return None
+    metric, spec_kwargs = resolve_metric(metric_spec)
+    params = inspect.signature(metric.prepare or metric.compare).parameters
+    if "folds" not in params:
+        return None
+    folds = spec_kwargs.get("folds", params["folds"].default)
+    seed = spec_kwargs.get("seed", params["seed"].default if "seed" in params else 0)
+    return group_fold_ids(labels, folds, seed) if isinstance(folds, int) else None
 
 
 def undefined_reasons(frame: pd.DataFrame, grid) -> list[str]:
@@ -144,8 +174,11 @@ def label_grid(frame: pd.DataFrame, vision, language, metric_spec: str, *, capti
 
 
 def run_score(cfg: RunConfig, stores: dict[tuple[str, str], Path], *,
-              log: Callable[[str], None] = _log_default) -> Path:
-    """Score every (vision, language) store pair with every metric; writes job files and the combined table."""
+              log: Callable[[str], None] = _log_default, groups: Mapping[str, str] | None = None) -> Path:
+    """Score every (vision, language) store pair with every metric; writes job files and the combined table.
+
+    ``groups``: image id -> group label of copies of one stimulus (``StimulusSet.fold_groups``); linear
+    predictivity keeps each group in one fold (see ``score_pair``), and the groups key the job files."""
     from align.results import read_results, write_results
     from align.store import open_store
 
@@ -159,6 +192,7 @@ def run_score(cfg: RunConfig, stores: dict[tuple[str, str], Path], *,
         from align.engine import load_probe
         load_probe(probe)
     scores_dir = cfg.output_dir / "scores"
+    remove_leftovers(scores_dir, pattern="*.tmp")  # temporaries of killed jobs that no live run is writing
     options = cfg.score.preprocess_options
     log_dominant_dimensions(opened, options, log=log)
     jobs = list(itertools.product(vision, language, cfg.score.metrics, options))
@@ -169,7 +203,7 @@ def run_score(cfg: RunConfig, stores: dict[tuple[str, str], Path], *,
         key = json.dumps({"x": [vs.meta.get("config_fingerprint"), vs.order_hash, vk[1]],
                           "y": [ls.meta.get("config_fingerprint"), ls.order_hash, lk[1]],
                           "metric": metric, "caption": cfg.score.caption, "null": cfg.score.null,
-                          "preprocess": preprocess}, sort_keys=True)
+                          "preprocess": preprocess, **_groups_key(groups)}, sort_keys=True)
         job = hashlib.sha256(key.encode()).hexdigest()[:16]
         path = scores_dir / f"{job}.parquet"
         job_paths.append(path)
@@ -178,16 +212,29 @@ def run_score(cfg: RunConfig, stores: dict[tuple[str, str], Path], *,
         if path.exists():
             log(f"  {clock.done()} {label}: exists, skipped")
             continue
-        t0 = time.perf_counter()
-        frame = score_pair(vs, ls, metric, caption=cfg.score.caption, null=cfg.score.null, preprocess=preprocess,
-                           extra={"config_fingerprint": cfg.fingerprint("stimuli", "models", "extract", "score")})
-        write_results(frame, path)
-        seconds = time.perf_counter() - t0
+        # the job's lock: a second run of this config waits for the first's job, then reuses its rows
+        with output_lock(path, log=log):
+            if path.exists():
+                log(f"  {clock.done()} {label}: written by another run, skipped")
+                continue
+            t0 = time.perf_counter()
+            frame = score_pair(vs, ls, metric, caption=cfg.score.caption, null=cfg.score.null,
+                               preprocess=preprocess, groups=groups,
+                               extra={"config_fingerprint": cfg.fingerprint("stimuli", "models", "extract", "score")})
+            write_results(frame, path)
+            seconds = time.perf_counter() - t0
         log(f"  {clock.done(seconds)} {label}: {vs.n_layers} x {ls.n_layers} layers in {seconds:.1f} s")
     combined = pd.concat([read_results(p) for p in job_paths], ignore_index=True)
     out = cfg.output_dir / "results.parquet"
     write_results(combined, out)
     return out
+
+
+def _groups_key(groups: Mapping[str, str] | None) -> dict:
+    """The job-key entry of copy groups: none when every stimulus is its own group (keys stay as before)."""
+    if not groups or all(label == image_id for image_id, label in groups.items()):
+        return {}
+    return {"fold_groups": hashlib.sha256(json.dumps(sorted(groups.items())).encode()).hexdigest()[:16]}
 
 
 #: Preprocessing options under which a few dominant feature dimensions decide the scores (the scoring step says so).
@@ -229,13 +276,16 @@ def run(cfg: RunConfig, *, stages=("extract", "score", "plot"), progress: bool =
     if "score" in stages:
         t0 = time.perf_counter()
         log("score:")
-        outputs.results = run_score(cfg, outputs.stores, log=log)
+        groups = dict(zip(stimuli.image_ids, stimuli.fold_groups()))  # copies of one stimulus: one CV fold
+        outputs.results = run_score(cfg, outputs.stores, log=log, groups=groups)
         outputs.timings["score"] = time.perf_counter() - t0
     if "plot" in stages and outputs.results is not None and cfg.plot.enabled:
         from align.plots import save_heatmaps
         from align.results import read_results
 
         t0 = time.perf_counter()
-        outputs.heatmaps = save_heatmaps(read_results(outputs.results), cfg.output_dir / "heatmaps", dpi=cfg.plot.dpi)
+        # heatmaps/ mirrors results.parquet: figures of other settings (another caption, preprocess, metric) go
+        outputs.heatmaps = save_heatmaps(read_results(outputs.results), cfg.output_dir / "heatmaps", dpi=cfg.plot.dpi,
+                                         remove_stale=True)
         outputs.timings["plot"] = time.perf_counter() - t0
     return outputs

@@ -16,6 +16,9 @@ def stimuli_from_config(cfg: StimuliConfig, cache_root: str | Path) -> StimulusS
     ``SYNTHETIC_DEFAULT_N`` scenes then. Set names come from the loaders (``align.data.stimulus_set_name``: the
     source's name, ``-first<k>`` when only the first k are used) unless ``cfg.name`` is given. An ``n`` above the
     source's size raises a StimulusError (naming both numbers and the source) before anything is extracted.
+    Folder, COCO and Flickr sets apply ``cfg.duplicates`` (copies of one stimulus refused, or kept for grouped
+    folds); synthetic and Pick-a-Pic sets share captions by construction (renderings of one scene, the images of a
+    preference pair) and are never refused: their copies are grouped in folds.
     """
     from align import data
 
@@ -28,9 +31,9 @@ def stimuli_from_config(cfg: StimuliConfig, cache_root: str | Path) -> StimulusS
         return pairs.to_stimulus_set()  # image files cached under $ALIGN_CACHE/preference/<name>-<file hash>
     if cfg.kind == "folder":
         return data.load_image_captions(cfg.images, cfg.captions, name=cfg.name, n=n,
-                                        caption_score=cfg.caption_score)
+                                        caption_score=cfg.caption_score, duplicates=cfg.duplicates)
     if cfg.kind == "coco":
-        return data.load_coco(cfg.root, name=cfg.name, n=n, caption_score=cfg.caption_score)
+        return data.load_coco(cfg.root, name=cfg.name, n=n, caption_score=cfg.caption_score, duplicates=cfg.duplicates)
     if cfg.kind == "flickr":
-        return data.load_flickr(cfg.captions, cfg.images, name=cfg.name, n=n)
+        return data.load_flickr(cfg.captions, cfg.images, name=cfg.name, n=n, duplicates=cfg.duplicates)
     raise ValueError(f"unknown stimuli.kind {cfg.kind!r}")  # validated by align.config

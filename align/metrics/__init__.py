@@ -28,9 +28,10 @@ from align.metrics._procrustes import procrustes
 from align.metrics._procrustes import procrustes_angular
 from align.metrics._svcca import svcca
 
-from align.metrics._ridge import ALPHA_EDGE_WARN
-from align.metrics._ridge import AlphaGridWarning
-from align.metrics._ridge import DEFAULT_ALPHAS
+from align.metrics._alphas import ALPHA_EDGE_WARN
+from align.metrics._alphas import AlphaGridWarning
+from align.metrics._alphas import DEFAULT_ALPHAS
+from align.metrics._folds import kfold_ids
 from align.metrics._ridge import RidgeCVResult
 from align.metrics._ridge import linear_predictivity
 from align.metrics._ridge import ridge_cv_predict

@@ -1,6 +1,11 @@
 """Kernel (Gram) matrices and their centerings, shared by the CKA, kNN and RDM metrics. Pure JAX, float32.
 
 All matrix products use ``Precision.HIGHEST`` so that GPUs do not silently fall back to TF32.
+
+Scale-invariant metrics bring each layer to unit magnitude (:func:`unit_scale`, an exact power-of-two rescaling)
+before forming Grams, squares or norms: float32 squares of activations scaled by 1e-12 underflow (XLA flushes
+subnormals to zero on CPU) and fourth powers of activations scaled by 1e8 overflow, which made linear CKA NaN or
+0.0 on such inputs (issue 10).
 """
 
 from __future__ import annotations
@@ -9,6 +14,27 @@ import jax.numpy as jnp
 from jax import lax
 
 HIGHEST = lax.Precision.HIGHEST
+
+
+def unit_scale(A, axis: int | None = None):
+    """``A`` times the power of two that brings ``max |A|`` into [0.5, 1) (per row or column along ``axis``).
+
+    Only the exponents change, so the rescaling is exact (ties stay ties, integers stay integers up to the shared
+    factor) and anything computed afterwards from ratios (cosines, correlations, unit-norm Grams, CKA) is unchanged,
+    while squares and products of the rescaled values can neither overflow nor flush to zero in float32. An all-zero
+    ``A`` (or slice) is returned unchanged.
+
+    Args:
+      A: ``[...]`` float32 array (cast to float32).
+      axis: None for one factor for the whole array, or the axis to reduce (``axis=1``: one factor per row).
+
+    Returns:
+      ``[...]`` float32, same shape, ``max |A| < 1`` (per slice), ``>= 0.5`` unless all zero.
+    """
+    A = jnp.asarray(A, jnp.float32)
+    _, e = jnp.frexp(jnp.max(jnp.abs(A), axis=axis, keepdims=axis is not None))
+    e = jnp.clip(e, -125, 126)  # 2^-e stays a normal float32
+    return A * lax.bitcast_convert_type((127 - e).astype(jnp.int32) << 23, jnp.float32)  # bits of 2^-e
 
 
 def matmul(a, b):
@@ -84,5 +110,9 @@ def u_center(K):
 
 
 def unit_frobenius(K):
-    """``K / ‖K‖_F`` (NaN when ``K`` is all zeros: a constant input has no alignment to measure)."""
+    """``K / ‖K‖_F`` (NaN when ``K`` is all zeros: a constant input has no alignment to measure).
+
+    The norm is taken of ``K`` brought to unit magnitude (:func:`unit_scale`), so squaring neither overflows nor
+    underflows in float32."""
+    K = unit_scale(K)
     return K / jnp.sqrt(jnp.sum(K * K))

@@ -31,8 +31,10 @@ from align.metrics._validate import check_pair
 
 
 def cosine_kernel(X):
-    """Cosine similarities between rows, ``[n, d] -> [n, n]`` (zero rows give 0)."""
-    X = jnp.asarray(X, jnp.float32)
+    """Cosine similarities between rows, ``[n, d] -> [n, n]`` (zero rows give 0). Each row is brought to unit
+    magnitude first (:func:`align.metrics._kernels.unit_scale`, exact), so its norm neither underflows nor
+    overflows."""
+    X = _kernels.unit_scale(X, axis=1)
     norm = jnp.linalg.norm(X, axis=1, keepdims=True)
     Xn = X / jnp.where(norm > 0, norm, 1.0)
     return _kernels.matmul(Xn, Xn.T)

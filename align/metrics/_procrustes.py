@@ -35,7 +35,7 @@ def prepare_procrustes(X):
     Returns:
       ``[n, min(n, d)]`` float32 (NaN for a constant X). Zero-padding its columns does not change any score.
     """
-    Xc = _kernels.center_columns(X)
+    Xc = _kernels.unit_scale(_kernels.center_columns(X))  # exact power of two: the norm cannot under/overflow
     Xc = Xc / jnp.linalg.norm(Xc)
     n, d = Xc.shape
     if d > n:

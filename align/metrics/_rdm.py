@@ -41,6 +41,7 @@ def square_rdm(X, kind: str = "correlation"):
     if kind in ("correlation", "cosine"):
         if kind == "correlation":
             X = X - jnp.mean(X, axis=1, keepdims=True)
+        X = _kernels.unit_scale(X, axis=1)  # exact per-row power of two: row norms cannot under/overflow
         Xn = X / jnp.linalg.norm(X, axis=1, keepdims=True)
         D = jnp.clip(1.0 - _kernels.gram(Xn), 0.0, 2.0)
         return D * (1.0 - jnp.eye(n, dtype=D.dtype))

@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Sequence
 from typing import NamedTuple
 
 import jax
@@ -56,16 +55,21 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from align.metrics._alphas import ALPHA_EDGE_WARN
+from align.metrics._alphas import DEFAULT_ALPHAS
+from align.metrics._alphas import AlphaGridWarning
+from align.metrics._alphas import alpha_edge_message
+from align.metrics._alphas import alpha_summary
+from align.metrics._alphas import check_alphas
+from align.metrics._folds import fold_layout
+from align.metrics._folds import mean_valid
+from align.metrics._folds import kfold_ids
 from align.metrics._registry import Metric
 from align.metrics._registry import register_metric
 from align.metrics._validate import check_pair
 
 HIGHEST = lax.Precision.HIGHEST
 
-#: Default ridge penalties: 17 values log-spaced from 1e-3 to 1e5 (two per decade). Chosen per target column by
-#: LOO on each training fold. The penalty is on unscaled, centered activations, so the useful range grows with the
-#: feature scale; pass ``scale=True`` or wider ``alphas`` for activations with very large norms.
-DEFAULT_ALPHAS = np.logspace(-3, 5, 17)
 
 SCORES = ("pearson", "r2")
 ALPHA_SELECTIONS = ("loo", "gcv")
@@ -77,87 +81,12 @@ def _mm(a, b):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# folds (host side)
-
-
-def kfold_ids(n: int, folds: int | Sequence[int] = 5, seed: int = 0) -> np.ndarray:
-    """Outer-fold id of every stimulus, ``[n]`` int32 in ``0..F-1``.
-
-    Args:
-      n: number of stimuli.
-      folds: a fold count ``k`` -- the folds of sklearn ``KFold(k, shuffle=True, random_state=seed)`` (the test rows
-        of split f get id f) -- or an explicit fold id per stimulus (any integer labels, relabelled ``0..F-1``).
-      seed: shuffling seed for a fold count (ignored for explicit ids).
-
-    Raises:
-      ValueError: fewer than 2 folds, more folds than stimuli, a training fold with fewer than 3 stimuli, or
-        explicit ids of the wrong length.
-    """
-    if isinstance(folds, (int, np.integer)) and not isinstance(folds, bool):
-        k = int(folds)
-        if k < 2 or k > n:
-            raise ValueError(f"linear_predictivity: folds={k} must be between 2 and the number of stimuli ({n})")
-        order = np.arange(n)
-        np.random.RandomState(seed).shuffle(order)  # what sklearn's KFold(shuffle=True, random_state=seed) does
-        sizes = np.full(k, n // k)
-        sizes[: n % k] += 1
-        ids = np.empty(n, dtype=np.int32)
-        for f, (start, stop) in enumerate(zip(np.cumsum(sizes) - sizes, np.cumsum(sizes))):
-            ids[order[start:stop]] = f
-    else:
-        labels = np.asarray(folds)
-        if labels.shape != (n,) or labels.dtype.kind not in "iu":
-            raise ValueError(
-                f"linear_predictivity: folds must be a fold count or {n} integer fold ids (one per stimulus), "
-                f"got an array of shape {labels.shape} and dtype {labels.dtype}")
-        _, ids = np.unique(labels, return_inverse=True)
-        ids = ids.astype(np.int32).reshape(n)
-        if ids.max() < 1:
-            raise ValueError("linear_predictivity: the fold ids name a single fold; at least 2 folds are needed")
-    n_train_min = n - np.bincount(ids).max()
-    if n_train_min < 3:
-        raise ValueError(
-            f"linear_predictivity: a training fold has only {n_train_min} stimuli (n={n}); use fewer folds or more "
-            "stimuli (each training fold needs at least 3)")
-    return ids
-
-
-def _fold_structure(fold_ids: np.ndarray) -> tuple[int, int]:
-    """(number of folds, size of the largest training fold)."""
-    counts = np.bincount(fold_ids)
-    return len(counts), int(len(fold_ids) - counts.min())
+# fold geometry
 
 
 def _rank(p: int, n_train_max: int) -> int:
     """Width r of the per-fold basis: the largest possible rank of a centered training fold."""
     return min(p, n_train_max - 1)
-
-
-def _fold_layout(n: int, folds, seed: int) -> tuple[dict, int]:
-    """(:func:`fold_rows` as device arrays, largest training-fold size) of ``kfold_ids(n, folds, seed)``; host-side
-    constants of the compiled program."""
-    fold_ids = kfold_ids(n, folds, seed)
-    return {k: jnp.asarray(v) for k, v in fold_rows(fold_ids).items()}, _fold_structure(fold_ids)[1]
-
-
-def fold_rows(fold_ids: np.ndarray) -> dict[str, np.ndarray]:
-    """Row indices of every fold's training and held-out stimuli, padded to equal length (host side).
-
-    Returns ``train [F, n_train_max]`` and ``test [F, n_test_max]`` int32 row indices (padding points at row 0) with
-    their float32 masks ``train_valid`` and ``test_valid`` (1 for a real row, 0 for padding).
-    """
-    n_folds = int(fold_ids.max()) + 1
-    out = {}
-    for name, rows in (("train", [np.flatnonzero(fold_ids != f) for f in range(n_folds)]),
-                       ("test", [np.flatnonzero(fold_ids == f) for f in range(n_folds)])):
-        width = max(len(r) for r in rows)
-        idx = np.zeros((n_folds, width), np.int32)
-        valid = np.zeros((n_folds, width), np.float32)
-        for f, r in enumerate(rows):
-            idx[f, :len(r)] = r
-            valid[f, :len(r)] = 1.0
-        out[name], out[f"{name}_valid"] = idx, valid
-    return out
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -232,7 +161,7 @@ def prepare_linear_predictivity(X, folds=5, seed: int = 0, scale: bool = False, 
       A dict of arrays (see the module docstring); every shape depends only on n, the fold structure and p.
     """
     n, p = X.shape
-    rows, n_train_max = _fold_layout(n, folds, seed)
+    rows, n_train_max = fold_layout(n, folds, seed)
     return _prepare_folds(X, rows, rank=_rank(p, n_train_max), scale=bool(scale), pca_components=int(pca_components))
 
 
@@ -242,7 +171,7 @@ def prepare_linear_predictivity_target(Y, folds=5, seed: int = 0, scale: bool = 
     Same arguments as :func:`prepare_linear_predictivity`; no decompositions (used where a layer is only a target,
     e.g. in permutation nulls). ``pca_components`` reduces predictors only: a target keeps its features.
     """
-    rows, _ = _fold_layout(Y.shape[0], folds, seed)
+    rows, _ = fold_layout(Y.shape[0], folds, seed)
     Y = jnp.asarray(Y, jnp.float32)
     mu, sd = _target_stats(Y, rows, bool(scale))
     return {"data": Y, "mu": mu, "sd": sd}
@@ -321,18 +250,12 @@ def _column_scores(Y, pred, w, score: str):
     if score == "pearson":
         Pc = (pred - _mm(w, pred) / n_w) * wc
         ss_p = jnp.sum(Pc * Pc, axis=0)
-        denom = jnp.sqrt(ss_y * ss_p)
+        denom = jnp.sqrt(ss_y) * jnp.sqrt(ss_p)  # not sqrt(ss_y * ss_p): that product under/overflows float32
         cols = jnp.where(denom > 0, jnp.sum(Yc * Pc, axis=0) / jnp.where(denom > 0, denom, 1.0), 0.0)
     else:
         resid = (Y - pred) * wc
         cols = 1.0 - jnp.sum(resid * resid, axis=0) / jnp.where(valid, ss_y, 1.0)
     return jnp.where(valid, cols, jnp.nan), valid
-
-
-def _mean_valid(cols, valid, axis=-1):
-    n_valid = jnp.sum(valid.astype(jnp.float32), axis=axis)
-    total = jnp.sum(jnp.where(valid, cols, 0.0), axis=axis)
-    return jnp.where(n_valid > 0, total / jnp.maximum(n_valid, 1.0), jnp.nan)
 
 
 def _scores(Y, preds, te, te_valid, score: str, cv_score: str):
@@ -347,21 +270,11 @@ def _scores(Y, preds, te, te_valid, score: str, cv_score: str):
     if cv_score == "pooled":
         cols, valid = _column_scores(Y, _scatter(preds, te, te_valid, Y.shape[0]), jnp.ones(Y.shape[0], Y.dtype),
                                      score)
-        return _mean_valid(cols, valid), cols, jnp.full(te.shape[0], jnp.nan, Y.dtype), constant
+        return mean_valid(cols, valid), cols, jnp.full(te.shape[0], jnp.nan, Y.dtype), constant
     fold_cols, fold_valid = jax.vmap(lambda P, t, w: _column_scores(Y[t], P, w, score))(preds, te, te_valid)
-    per_fold = _mean_valid(fold_cols, fold_valid)  # [F]
+    per_fold = mean_valid(fold_cols, fold_valid)  # [F]
     folds_ok = ~jnp.isnan(per_fold)
-    return (_mean_valid(per_fold, folds_ok), _mean_valid(fold_cols, fold_valid, axis=0), per_fold, constant)
-
-
-def _alpha_summary(chosen, alphas, valid):
-    """Median chosen alpha and the shares of (fold, target column) choices at the smallest and at the largest alpha
-    of the grid, over the non-constant target columns."""
-    cells = jnp.broadcast_to(valid[None, :], chosen.shape)
-    median = jnp.nanmedian(jnp.where(cells, chosen, jnp.nan))
-    low = _mean_valid((chosen <= jnp.min(alphas)).astype(jnp.float32), cells, axis=(0, 1))
-    high = _mean_valid((chosen >= jnp.max(alphas)).astype(jnp.float32), cells, axis=(0, 1))
-    return median, low, high
+    return (mean_valid(per_fold, folds_ok), mean_valid(fold_cols, fold_valid, axis=0), per_fold, constant)
 
 
 def compare_linear_predictivity(prep_x, prep_y, alphas=DEFAULT_ALPHAS, alpha_per_target: bool = True,
@@ -386,35 +299,12 @@ def compare_linear_predictivity(prep_x, prep_y, alphas=DEFAULT_ALPHAS, alpha_per
     preds, chosen = _out_of_fold(prep_x, prep_y, alphas, alpha_per_target=alpha_per_target,
                                  alpha_selection=alpha_selection)
     value, _, _, constant = _scores(prep_y["data"], preds, prep_x["test"], prep_x["test_valid"], score, cv_score)
-    median, low, high = _alpha_summary(chosen, jnp.asarray(alphas, jnp.float32), ~constant)
+    median, low, high = alpha_summary(chosen, jnp.asarray(alphas, jnp.float32), ~constant)
     return {"score": value, "alpha_median": median, "alpha_low_share": low, "alpha_high_share": high}
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # public functions of one pair
-
-
-class AlphaGridWarning(UserWarning):
-    """More than :data:`ALPHA_EDGE_WARN` of the ridge penalties chosen sit at one end of the alpha grid."""
-
-
-#: Share of (fold, target) alpha choices at an end of the grid above which a warning is given.
-ALPHA_EDGE_WARN = 0.25
-
-
-def alpha_edge_message(low: float, high: float, where: str, alphas) -> str:
-    """The text of an :class:`AlphaGridWarning`: ``where`` names the layer pair(s), ``low``/``high`` the largest
-    shares of choices at the smallest/largest alpha."""
-    a = np.asarray(alphas, dtype=np.float64)
-    parts = []
-    if low > ALPHA_EDGE_WARN:
-        parts.append(f"up to {low:.0%} of the chosen ridge penalties are the smallest alpha ({a.min():.3g}): the grid "
-                     "may cut off a weaker penalty (extend `alphas` downwards)")
-    if high > ALPHA_EDGE_WARN:
-        parts.append(f"up to {high:.0%} are the largest alpha ({a.max():.3g}): those targets are barely linearly "
-                     "predictable from the source (the fit shrinks towards the training mean), or the features are "
-                     "very large (extend `alphas` upwards, pass scale=True, or preprocess='zscore')")
-    return f"linear_predictivity, {where}: " + "; ".join(parts)
 
 
 class RidgeCVResult(NamedTuple):
@@ -455,7 +345,7 @@ def _ridge_cv(X, Y, rows, alphas, *, rank, scale, alpha_per_target, score, alpha
     preds, chosen = _out_of_fold(prep_x, {"data": Y, "mu": mu, "sd": sd}, alphas, alpha_per_target=alpha_per_target,
                                  alpha_selection=alpha_selection)
     value, cols, per_fold, constant = _scores(Y, preds, rows["test"], rows["test_valid"], score, cv_score)
-    median, low, high = _alpha_summary(chosen, alphas, ~constant)
+    median, low, high = alpha_summary(chosen, alphas, ~constant)
     pred = _scatter(preds, rows["test"], rows["test_valid"], Y.shape[0])
     return pred, chosen, jnp.where(constant, jnp.nan, cols), value, jnp.sum(constant), per_fold, median, low, high
 
@@ -500,7 +390,7 @@ def ridge_cv_predict(X, Y, alphas=DEFAULT_ALPHAS, folds=5, seed: int = 0, alpha_
     _validate(X.shape[0], (X.shape[1],), alphas, folds, seed, alpha_per_target, scale, score, alpha_selection,
               cv_score, pca_components)
     fold_ids = kfold_ids(X.shape[0], folds, seed)
-    rows, n_train_max = _fold_layout(X.shape[0], folds, seed)
+    rows, n_train_max = fold_layout(X.shape[0], folds, seed)
     with jax.default_matmul_precision("highest"):
         pred, chosen, cols, value, n_const, per_fold, median, low, high = _ridge_cv(
             jnp.asarray(X), jnp.asarray(Y), rows, jnp.asarray(alphas, jnp.float32),
@@ -559,23 +449,6 @@ def linear_predictivity(X, Y, alphas=DEFAULT_ALPHAS, folds=5, seed: int = 0, alp
                                         cv_score, pca_components).score, jnp.float32)
 
 
-def _check_alphas(aux, layers_x, layers_y, kwargs) -> None:
-    """Engine hook: one :class:`AlphaGridWarning` per grid direction naming the layer pairs where more than
-    :data:`ALPHA_EDGE_WARN` of the chosen penalties sit at one end of the grid."""
-    for direction, low in aux.get("alpha_low_share", {}).items():
-        high = aux["alpha_high_share"][direction]
-        low, high = np.nan_to_num(low), np.nan_to_num(high)
-        bad = np.argwhere(np.maximum(low, high) > ALPHA_EDGE_WARN)
-        if len(bad):
-            src, dst = ("x", "y") if direction == "x_to_y" else ("y", "x")
-            shown = ", ".join(f"{src} {layers_x[i] if src == 'x' else layers_y[j]} -> "
-                              f"{dst} {layers_y[j] if dst == 'y' else layers_x[i]}" for i, j in bad[:4])
-            more = f" and {len(bad) - 4} more" if len(bad) > 4 else ""
-            where = f"{len(bad)} of {low.size} layer pairs ({direction}: {shown}{more})"
-            warnings.warn(alpha_edge_message(float(low.max()), float(high.max()), where,
-                                             kwargs.get("alphas", DEFAULT_ALPHAS)), AlphaGridWarning, stacklevel=4)
-
-
 register_metric(
     Metric(
         name="linear_predictivity",
@@ -595,7 +468,7 @@ register_metric(
         prepare_kwargs=frozenset({"folds", "seed", "scale", "pca_components"}),
         validate=_validate,
         pad_invariant=True,  # zero source columns leave X Xᵀ unchanged; zero target columns are constant, dropped
-        check_outputs=_check_alphas,
+        check_outputs=check_alphas,
         fold_pca_kwarg="pca_components",
         reference="ridge with per-target LOO alpha as sklearn RidgeCV (Rifkin & Lippert 2007); GCV: Golub, Heath & "
         "Wahba 1979; score per held-out fold then averaged (Brain-Score, Schrimpf et al. 2018)",

@@ -129,12 +129,17 @@ def rdm_vector_unit(v, compare: str = "spearman"):
         v = rankdata(v)
     if compare in ("spearman", "pearson"):
         v = v - jnp.mean(v)
+    v = _kernels.unit_scale(v)  # exact power of two: the norm cannot under/overflow
     return v / jnp.linalg.norm(v)
 
 
 def prepare_rsa(X, rdm: str = "correlation", compare: str = "spearman"):
-    """Per-layer work of RSA: the condensed ``rdm`` of ``X`` ``[n, d]`` as a unit vector ``[n (n − 1) / 2]``."""
-    return rdm_vector_unit(condensed_rdm(X, rdm), compare)
+    """Per-layer work of RSA: the condensed ``rdm`` of ``X`` ``[n, d]`` as a unit vector ``[n (n − 1) / 2]``.
+
+    ``X`` is brought to unit magnitude first (:func:`align.metrics._kernels.unit_scale`, an exact power of two that
+    every RDM kind and comparison ignores), so squared distances of tiny or huge activations stay in float32 range.
+    """
+    return rdm_vector_unit(condensed_rdm(_kernels.unit_scale(X), rdm), compare)
 
 
 def compare_rsa(prep_x, prep_y):

@@ -35,7 +35,7 @@ def prepare_svcca(X, keep=0.99):
       dict ``basis`` ``[n, min(n, d)]`` float32 (kept left singular vectors, other columns zero) and ``rank``
       (float32 scalar, the number kept).
     """
-    Xc = _kernels.center_columns(X)
+    Xc = _kernels.unit_scale(_kernels.center_columns(X))  # exact power of two: variances cannot under/overflow
     n, d = Xc.shape
     U, s, _ = jnp.linalg.svd(Xc, full_matrices=False)
     var = s * s

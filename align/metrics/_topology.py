@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from align.metrics import _kernels
 from align.metrics._rdm import condensed
 from align.metrics._rdm import condensed_indices
 from align.metrics._rdm import condensed_rdm
@@ -159,7 +160,7 @@ def prepare_topological_rsa(X, low=0.2, high=0.8, rdm: str = "correlation", comp
 
     For ``compare="spearman"`` without ``geodesic`` the ranks of the transformed RDM come from one sort of the RDM
     (:func:`geotopological_ranks`), then are centered and normalised as Spearman's ranks are."""
-    v = condensed_rdm(X, rdm)
+    v = condensed_rdm(_kernels.unit_scale(X), rdm)  # exact power of two, as in RSA: squares stay in range
     if compare == "spearman" and not geodesic:
         return rdm_vector_unit(geotopological_ranks(v, low, high), "pearson")
     return rdm_vector_unit(geotopological_transform(v, low, high, geodesic), compare)

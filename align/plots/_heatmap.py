@@ -1,17 +1,41 @@
-"""Layer x layer heatmaps drawn from a results table. Plot functions take a table, return (fig, ax), compute nothing."""
+"""Layer x layer heatmaps drawn from a results table. Plot functions take a table, return (fig, ax), compute nothing.
+
+Saved heatmaps are keyed by what made them: each PNG carries, in its metadata, a hash of its table rows (every
+identifying column, the layer pairs, scores and n) and of the drawing settings; a heatmap is redrawn unless its PNG
+is complete and carries the same key and its CSV holds the same matrix. Both files are written atomically (a
+temporary file in the same folder, then a rename), so a kill never leaves a truncated figure.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import re
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 
+from align._locks import output_lock
+from align._locks import remove_leftovers
 from align.results import higher_is_more_aligned
 from align.results import score_matrix
 
-#: Columns that identify one heatmap.
-HEATMAP_KEYS = ("experiment", "dataset", "condition", "model_x", "pooling_x", "model_y", "pooling_y", "metric", "direction")
+#: Columns that identify one heatmap (``caption``: which captions were embedded; ``preprocess``: the per-layer
+#: preprocessing before the metric; both change the scores, so both name the figure).
+HEATMAP_KEYS = ("experiment", "dataset", "condition", "model_x", "pooling_x", "model_y", "pooling_y", "metric",
+                "direction", "caption", "preprocess")
+
+#: Columns of a heatmap's rows that its key covers (besides ``HEATMAP_KEYS``): everything drawn.
+_DRAWN_COLUMNS = ("layer_x", "layer_y", "score", "n", "higher_is_more_aligned")
+
+#: Bump when the drawing changes, so that saved heatmaps are redrawn.
+_DRAWING_VERSION = 2
+
+#: PNG text chunk that holds a saved heatmap's key.
+_KEY_FIELD = "align heatmap key"
 
 
 def _direction_label(row) -> str:
@@ -87,8 +111,9 @@ def plot_layer_heatmap(frame: pd.DataFrame, *, ax=None, cmap: str = "viridis"):
     condition = str(row["condition"])
     if "|" in condition and len(set(condition.split("|"))) == 1:
         condition = condition.split("|")[0]  # same condition on both sides
+    settings = "".join(f", {k} {row[k]}" for k in ("caption", "preprocess") if k in frame.columns and pd.notna(row[k]))
     title = (f"{row['model_x']} vs {row['model_y']}\n{row['metric']} ({_direction_label(row)})\n"
-             f"dataset {row['dataset']}, condition {condition}, n = {n}"
+             f"dataset {row['dataset']}, condition {condition}{settings}, n = {n}"
              + (" (grey: undefined)" if values.mask.any() else ""))
     ax.set_title(title, fontsize=8.5)
     fig.tight_layout()
@@ -99,8 +124,72 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "-", str(text)).strip("-")
 
 
-def save_heatmaps(frame: pd.DataFrame, out_dir: str | Path, *, dpi: int = 120, skip_existing: bool = True) -> list[Path]:
-    """One PNG (plus the matrix as CSV) per (model pair, metric, direction, condition) in ``frame``."""
+def _stem(meta: dict, with_experiment: bool) -> str:
+    """The file name (without suffix) of one heatmap: its identifying values, readable."""
+    parts = [_slug(meta["experiment"])] if with_experiment and "experiment" in meta else []
+    parts += [_slug(meta[k]) for k in ("dataset", "condition", "model_x", "pooling_x", "model_y", "pooling_y",
+                                       "metric", "direction") if k in meta]
+    parts += [f"{k}={_slug(meta[k])}" for k in ("caption", "preprocess") if k in meta and pd.notna(meta[k])]
+    return "__".join(parts)
+
+
+def heatmap_key(frame: pd.DataFrame, *, dpi: int) -> str:
+    """16 hex chars that change whenever the heatmap of ``frame`` (the rows of one heatmap) would change: a hash of
+    its identifying columns, layer pairs, scores and n (row order does not matter), the dpi and the drawing
+    version."""
+    columns = [c for c in (*HEATMAP_KEYS, *_DRAWN_COLUMNS) if c in frame.columns]
+    rows = frame[columns].sort_values(["layer_x", "layer_y"], kind="stable").to_csv(index=False)
+    blob = json.dumps({"drawing": _DRAWING_VERSION, "dpi": int(dpi), "rows": rows}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def saved_heatmap_key(png: str | Path) -> str | None:
+    """The key stored in a saved heatmap, or None when ``png`` is missing, incomplete (a truncated file) or not a
+    heatmap saved by ``save_heatmaps``."""
+    from PIL import Image
+
+    try:
+        with Image.open(png) as image:
+            image.load()  # decodes every pixel: a truncated file raises here
+            return image.text.get(_KEY_FIELD)
+    except (OSError, SyntaxError, ValueError):
+        return None
+
+
+def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """``write(tmp)`` to a temporary file beside ``path`` (``.<name>.<random>.tmp``), fsync, rename onto ``path``."""
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save_heatmaps(frame: pd.DataFrame, out_dir: str | Path, *, dpi: int = 120, skip_existing: bool = True,
+                  remove_stale: bool = False) -> list[Path]:
+    """One PNG (plus the matrix as CSV) per (model pair, metric, direction, condition, caption, preprocess) in
+    ``frame``.
+
+    Args:
+      frame: results rows (a results table, or part of one).
+      out_dir: the folder of the figures (created). Files are named after the heatmap's identifying values, e.g.
+        ``<dataset>__<condition>__<model_x>__<pooling_x>__<model_y>__<pooling_y>__<metric>__<direction>__caption=first__preprocess=none.png``.
+      dpi: resolution of the PNGs.
+      skip_existing: keep a heatmap whose PNG is complete and carries the key of its current rows
+        (``heatmap_key``) and whose CSV holds the current matrix; anything else is redrawn. False: redraw all.
+      remove_stale: also delete every other PNG and CSV file in ``out_dir`` (heatmaps not drawn from ``frame``):
+        for a folder that holds the heatmaps of one table only, e.g. a run's ``heatmaps/``.
+
+    Returns:
+      The PNG paths of ``frame``'s heatmaps, all current.
+
+    The folder is written under its lock (``<out_dir>.lock``); temporaries of a killed save are removed first.
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -109,18 +198,31 @@ def save_heatmaps(frame: pd.DataFrame, out_dir: str | Path, *, dpi: int = 120, s
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     keys = [k for k in HEATMAP_KEYS if k in frame.columns]
+    with_experiment = "experiment" in frame.columns and frame["experiment"].nunique(dropna=False) > 1
     written = []
-    for values, group in frame.groupby(keys, dropna=False, sort=True):
-        meta = dict(zip(keys, values))
-        stem = "__".join(_slug(meta[k]) for k in ("dataset", "condition", "model_x", "pooling_x", "model_y",
-                                                  "pooling_y", "metric", "direction") if k in meta)
-        png, csv = out_dir / f"{stem}.png", out_dir / f"{stem}.csv"
-        if skip_existing and png.exists() and csv.exists():
+    with output_lock(out_dir):
+        remove_leftovers(out_dir, held=True, pattern=".*.tmp")
+        for values, group in frame.groupby(keys, dropna=False, sort=True):
+            meta = dict(zip(keys, values))
+            stem = _stem(meta, with_experiment)
+            png, csv = out_dir / f"{stem}.png", out_dir / f"{stem}.csv"
+            key = heatmap_key(group, dpi=dpi)
+            matrix_csv = score_matrix(group).to_csv()
+            if (skip_existing and saved_heatmap_key(png) == key and csv.is_file()
+                    and csv.read_text() == matrix_csv):
+                written.append(png)
+                continue
+            fig, _ = plot_layer_heatmap(group)
+            try:
+                _write_atomically(png, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi,
+                                                               metadata={_KEY_FIELD: key}))
+            finally:
+                plt.close(fig)
+            _write_atomically(csv, lambda tmp: tmp.write_text(matrix_csv))
             written.append(png)
-            continue
-        score_matrix(group).to_csv(csv)
-        fig, _ = plot_layer_heatmap(group)
-        fig.savefig(png, dpi=dpi)
-        plt.close(fig)
-        written.append(png)
+        if remove_stale:
+            current = {png.stem for png in written}
+            for old in sorted([*out_dir.glob("*.png"), *out_dir.glob("*.csv")]):
+                if old.stem not in current:
+                    old.unlink(missing_ok=True)
     return written

@@ -11,6 +11,7 @@ more aligned, the minimum where lower is.
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import tempfile
@@ -22,6 +23,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from align._locks import output_lock
+from align._locks import remove_leftovers
 
 #: Columns every results table has, in order (extra columns, e.g. CI bounds, follow them).
 RESULT_COLUMNS = (
@@ -107,7 +111,8 @@ def higher_is_more_aligned(frame: pd.DataFrame) -> bool:
 
 
 def write_results(frame: pd.DataFrame, path: str | Path) -> Path:
-    """Write one job's rows to ``path`` atomically (temp file, fsync, rename). Missing optional columns are NaN.
+    """Write one job's rows to ``path`` atomically (temp file, fsync, rename), with a CRC-32 checksum per page
+    (verified by :func:`read_results`). Missing optional columns are NaN.
 
     Rows without ``higher_is_more_aligned`` get it from the registered metric (a ValueError when the metric is
     not registered).
@@ -123,16 +128,20 @@ def write_results(frame: pd.DataFrame, path: str | Path) -> Path:
     frame = frame[list(RESULT_COLUMNS) + [c for c in frame.columns if c not in RESULT_COLUMNS]]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    # one writer at a time (lock <path>.lock, re-entrant); temporaries of killed writers of this table go first
+    with output_lock(path):
+        remove_leftovers(path.parent, targets=lambda target: target == path.name, held=True,
+                         pattern=f".{glob.escape(path.name)}.*.tmp")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp, write_page_checksum=True)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
     return path
 
 
@@ -141,13 +150,27 @@ def read_results(path: str | Path) -> pd.DataFrame:
 
     Tables written before align recorded ``higher_is_more_aligned`` get it from the registered metric; rows of an
     unregistered metric keep None there, and :func:`peak_rows` refuses them with an error naming the metric.
+
+    Raises:
+      FileNotFoundError: no results file under ``path``.
+      ValueError: a file is damaged (a page checksum mismatch or unreadable Parquet); names the file.
     """
     path = Path(path)
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*.parquet") if not p.name.startswith("."))
     if not files:
         raise FileNotFoundError(f"no results tables under {path}; run `align score` or `align run` first")
-    frame = pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
+    frame = pd.concat([_read_table(f) for f in files], ignore_index=True)
     return _filled_direction(frame, strict=False) if "metric" in frame.columns else frame
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    """One results file as a DataFrame; pages are checksum-verified (files written without checksums are read
+    unchecked). A damaged file raises a ValueError naming it and saying to delete it and rerun the scoring."""
+    try:
+        return pq.read_table(path, page_checksum_verification=True).to_pandas()
+    except (pa.ArrowException, OSError) as e:
+        raise ValueError(f"results table {path} cannot be read ({e}); the file is damaged: delete it and rerun "
+                         f"the scoring (`align run` or `align score` recomputes the missing job)") from None
 
 
 def score_matrix(frame: pd.DataFrame, value: str = "score") -> pd.DataFrame:

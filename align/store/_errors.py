@@ -10,4 +10,6 @@ class NonFiniteActivationError(ValueError):
 
 
 class StoreFormatError(ValueError):
-    """A file is not a readable align store (not Parquet, no ``align`` metadata, columns that disagree with it)."""
+    """A file is not a readable align store (not Parquet, no ``align`` metadata, columns that disagree with it, a
+    repeated stimulus id, a page whose checksum does not match); the message names the file and says to delete it
+    and re-extract."""

@@ -3,11 +3,16 @@
 A store is one Parquet file: column ``stimulus_id`` (string), optional ``group_id`` (string), then one
 ``fixed_size_list<float32 | float16>[d_l]`` column per layer, named by the layer name. Provenance is JSON in the
 schema metadata under the key ``b"align"``. Part files of an unfinished store have the same layout.
+
+Every page carries a CRC-32 checksum (``write_options``) that every read verifies (``READ_OPTIONS``), so a damaged
+file raises ``StoreFormatError`` naming it instead of loading wrong values. Apart from the ``created`` time (which
+``SOURCE_DATE_EPOCH`` pins, see ``created_time``), a store written twice from the same inputs is the same bytes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import os
 from collections.abc import Iterator, Sequence
@@ -99,6 +104,35 @@ def atomic_path(path: Path) -> Iterator[Path]:
 
 
 def write_options(layer_names: Sequence[str]) -> dict:
-    """ParquetWriter options: activations uncompressed and without dictionaries (floats do not compress)."""
+    """ParquetWriter options: activations uncompressed and without dictionaries (floats do not compress), and a
+    CRC-32 checksum in every page header (verified on read, see ``READ_OPTIONS``)."""
     return {"compression": {ID_COLUMN: "zstd", GROUP_COLUMN: "zstd", **{n: "none" for n in layer_names}},
-            "use_dictionary": [ID_COLUMN, GROUP_COLUMN]}
+            "use_dictionary": [ID_COLUMN, GROUP_COLUMN], "write_page_checksum": True}
+
+
+#: ``pq.read_table`` / ``pq.ParquetFile`` options for every read of a store or part file: pages whose CRC-32
+#: checksum does not match (flipped bits on disk or in transfer) raise instead of loading wrong values. Pages
+#: written without a checksum (stores from before align wrote them) are read unchecked.
+READ_OPTIONS = {"page_checksum_verification": True}
+
+
+def created_time() -> str:
+    """The ``created`` time recorded in a store (UTC, ISO 8601, seconds).
+
+    Now, unless the environment variable ``SOURCE_DATE_EPOCH`` (the reproducible-builds convention: seconds since
+    1970-01-01 UTC) pins it: a store written twice from the same inputs is then identical byte for byte.
+
+    Raises:
+      ValueError: ``SOURCE_DATE_EPOCH`` is set but is not an integer.
+    """
+    pinned = os.environ.get("SOURCE_DATE_EPOCH")
+    if pinned is None or pinned == "":
+        when = datetime.datetime.now(datetime.timezone.utc)
+    else:
+        try:
+            when = datetime.datetime.fromtimestamp(int(pinned), datetime.timezone.utc)
+        except (ValueError, OverflowError, OSError):
+            raise ValueError(f"SOURCE_DATE_EPOCH = {pinned!r}: must be an integer number of seconds since "
+                             "1970-01-01 UTC (it pins the created time of stores); unset it to use the current "
+                             "time") from None
+    return when.isoformat(timespec="seconds")

@@ -10,10 +10,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from align.data._stimuli import order_hash
+from align.data._stimuli import repeated
 from align.store._errors import StoreFormatError
 from align.store._errors import StoreMismatchError
 from align.store._format import GROUP_COLUMN
 from align.store._format import ID_COLUMN
+from align.store._format import READ_OPTIONS
 from align.store._format import STORE_DTYPES
 from align.store._format import layer_type
 from align.store._format import read_meta
@@ -69,9 +71,20 @@ class ActivationStore(Mapping):
         if ID_COLUMN not in schema.names:
             raise StoreFormatError(f"{self.path} has no {ID_COLUMN!r} column")
         has_groups = GROUP_COLUMN in schema.names
-        ids = pq.read_table(self.path, columns=[ID_COLUMN, GROUP_COLUMN] if has_groups else [ID_COLUMN])
+        try:
+            ids = pq.read_table(self.path, columns=[ID_COLUMN, GROUP_COLUMN] if has_groups else [ID_COLUMN],
+                                **READ_OPTIONS)
+        except (pa.ArrowException, OSError) as e:
+            raise StoreFormatError(f"{self.path}: the stimulus ids cannot be read ({e}); the file is damaged, "
+                                   "delete it and re-extract") from None
         self.stimulus_ids: list[str] = ids.column(ID_COLUMN).to_pylist()
         self.groups: list[str] | None = ids.column(GROUP_COLUMN).to_pylist() if has_groups else None
+        twice = repeated(self.stimulus_ids)
+        if twice:
+            raise StoreFormatError(
+                f"{self.path}: {len(twice)} stimulus id(s) occur more than once, e.g. {_examples(twice, 5)}; a store "
+                f"holds each stimulus once (StoreWriter refuses repeats), so this file was edited or merged by hand: "
+                f"delete it and re-extract")
         if order_hash(self.stimulus_ids) != self.order_hash:
             raise StoreFormatError(f"{self.path}: the stimulus ids do not match the recorded order hash; the file is "
                                    "damaged or was edited, delete it and re-extract")
@@ -125,10 +138,10 @@ class ActivationStore(Mapping):
     def _read(self, name: str) -> np.ndarray:
         d = self.widths[self.layer_names.index(name)]
         try:
-            column = pq.read_table(self.path, columns=[name]).column(0)
+            column = pq.read_table(self.path, columns=[name], **READ_OPTIONS).column(0)
         except (pa.ArrowException, OSError) as e:
-            raise StoreFormatError(f"{self.path}: layer {name!r} cannot be read ({e}); delete it and re-extract") \
-                from None
+            raise StoreFormatError(f"{self.path}: layer {name!r} cannot be read ({e}); the file is damaged (e.g. a "
+                                   f"page checksum mismatch), delete it and re-extract") from None
         if column.null_count:
             raise StoreFormatError(f"{self.path}: layer {name!r} has {column.null_count} missing rows")
         chunk = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
@@ -168,7 +181,9 @@ def open_store(path, *, cache: bool = True) -> ActivationStore:
 
     Raises:
       FileNotFoundError: no finished store at ``path`` (says whether an unfinished extraction is there).
-      StoreFormatError: the file is not an align store.
+      StoreFormatError: the file is not an align store, repeats a stimulus id (names them), or is damaged (a page
+        whose checksum does not match; raised by the read that meets it, so possibly on a later ``store[layer]``).
+        The message names the file and says to delete it and re-extract.
     """
     return ActivationStore(path, cache=cache)
 

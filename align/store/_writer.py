@@ -4,11 +4,14 @@ Progress lives in ``<path>.parts/part-XXXXX.parquet``; each part holds its own s
 run (config fingerprint, stimulus order hash, layer names, dtype). Every file is written atomically (temporary name in
 the same folder, fsync, rename, fsync of the folder), so a kill -9 at any point leaves only complete parts and a
 stray ``*.tmp`` that the next writer removes; re-creating the writer resumes from the complete parts.
+
+One process at a time may write a store: ``extract`` holds the store's lock (``<path>.lock``, ``align._locks``) from
+before it opens the writers until they are finalized, and a second run waits for it, then finds the store finished.
+Temporaries are removed only while that lock is free or held by this process (``remove_store_leftovers``).
 """
 
 from __future__ import annotations
 
-import datetime
 import json
 import shutil
 from collections.abc import Sequence
@@ -18,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from align._locks import lock_if_free
 from align._version import __version__
 from align.data._stimuli import order_hash
 from align.data._stimuli import repeated
@@ -25,10 +29,12 @@ from align.store._errors import NonFiniteActivationError
 from align.store._errors import StoreFormatError
 from align.store._errors import StoreMismatchError
 from align.store._format import ID_COLUMN
+from align.store._format import READ_OPTIONS
 from align.store._format import RESERVED_COLUMNS
 from align.store._format import ROW_GROUP_BYTES
 from align.store._format import STORE_DTYPES
 from align.store._format import atomic_path
+from align.store._format import created_time
 from align.store._format import fsync_dir
 from align.store._format import layer_type
 from align.store._format import read_meta
@@ -108,13 +114,14 @@ class StoreWriter:
     # -- resume ---------------------------------------------------------------------------------------------------
 
     def _resume(self) -> None:
-        """Remove stray temporary files, then index the complete parts (and check they belong to this run)."""
-        for tmp in self.path.parent.glob(f"{self.path.name}.*.tmp"):
-            tmp.unlink(missing_ok=True)
+        """Remove stray temporary files (unless another process holds the store's lock), then index the complete
+        parts (and check they belong to this run)."""
+        with lock_if_free(self.path) as free:
+            if free:
+                for tmp in _store_temporaries(self.path):
+                    tmp.unlink(missing_ok=True)
         if not self.parts_dir.is_dir():
             return
-        for tmp in self.parts_dir.glob("*.tmp"):
-            tmp.unlink(missing_ok=True)
         for part in sorted(self.parts_dir.glob(_PART_GLOB)):
             try:
                 number = int(part.stem.removeprefix("part-"))
@@ -129,7 +136,7 @@ class StoreWriter:
                 raise StoreFormatError(f"part {part} has layer widths {widths} but earlier parts have {self.widths}; "
                                        f"delete {self.parts_dir} and extract again")
             try:
-                ids = pq.read_table(part, columns=[ID_COLUMN]).column(ID_COLUMN).to_pylist()
+                ids = pq.read_table(part, columns=[ID_COLUMN], **READ_OPTIONS).column(ID_COLUMN).to_pylist()
             except (pa.ArrowException, OSError, KeyError) as e:
                 raise StoreFormatError(f"part {part} cannot be read ({e}); delete it (its stimuli will be "
                                        "extracted again) and rerun") from None
@@ -277,7 +284,7 @@ class StoreWriter:
             "stimulus_order_hash": self._identity["stimulus_order_hash"],
             "store_dtype": self.dtype,
             "align_version": __version__,
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "created": created_time(),  # SOURCE_DATE_EPOCH pins it (reproducible bytes)
         }
         meta.setdefault("dtype", self.dtype)
         schema = store_schema(self.layer_names, self.widths, self.dtype, self.groups is not None, meta)
@@ -320,7 +327,7 @@ class StoreWriter:
     def _read_part(self, number: int, schema: pa.Schema) -> pa.Table:
         part = self._parts[number]
         try:
-            table = pq.read_table(part)
+            table = pq.read_table(part, **READ_OPTIONS)
         except (pa.ArrowException, OSError) as e:
             raise StoreFormatError(f"part {part} cannot be read ({e}); delete it and rerun to extract its stimuli "
                                    "again") from None
@@ -332,6 +339,43 @@ class StoreWriter:
     def __repr__(self) -> str:
         state = "complete" if self.complete else f"{self.n_stored}/{len(self.stimulus_ids)} stored"
         return f"StoreWriter({str(self.path)!r}, {len(self.layer_names)} layers, {state})"
+
+
+def _store_temporaries(path: Path) -> list[Path]:
+    """Temporary files of the store ``path`` and of its parts (left by a killed writer)."""
+    parts_dir = path.with_name(path.name + ".parts")
+    # <store>.<pid>.tmp only: <store>.diagnostics.json.<pid>.tmp belongs to another writer (not under this lock)
+    found = [p for p in path.parent.glob(f"{path.name}.*.tmp") if p.name[len(path.name) + 1:-4].isdigit()]
+    if parts_dir.is_dir():
+        found += parts_dir.glob("*.tmp")
+    return found
+
+
+def remove_store_leftovers(path) -> list[Path]:
+    """Remove what killed writers of the store ``path`` left behind, unless another process is writing it.
+
+    Temporary files (``<path>.<pid>.tmp``, ``<path>.parts/*.tmp``) are always leftovers; ``<path>.parts/`` is one
+    only beside a finished store (otherwise it is the progress a rerun resumes, and is kept).
+
+    Returns:
+      The paths removed.
+    """
+    path = Path(path)
+    parts_dir = path.with_name(path.name + ".parts")
+    if not path.parent.is_dir():
+        return []
+    with lock_if_free(path) as free:
+        if not free:
+            return []
+        removed = _store_temporaries(path)
+        for tmp in removed:
+            tmp.unlink(missing_ok=True)
+        if path.exists() and parts_dir.exists():
+            shutil.rmtree(parts_dir, ignore_errors=True)
+            removed = [p for p in removed if p.parent != parts_dir] + [parts_dir]
+        if removed:
+            fsync_dir(path.parent)
+    return removed
 
 
 def _check_ids(ids: Sequence[str]) -> list[str]:
