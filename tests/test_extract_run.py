@@ -183,3 +183,15 @@ def test_model_name_string_resolves(made, tmp_path):
 def test_import_does_not_import_torch():
     code = "import sys, align.extract; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_device_this_torch_lacks_is_a_value_error_before_loading():
+    """Library callers get the same clear error as the CLI's preflight (not torch's AssertionError)."""
+    torch = pytest.importorskip("torch")
+    from align.extract import check_device
+
+    check_device("cpu")
+    check_device("auto")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="sees no CUDA device"):
+            check_device("cuda")

@@ -117,24 +117,13 @@ def check_output(output: str | Path) -> None:
 
 
 def check_device(device: str) -> None:
-    """``extract.device`` names a device this torch build has ("auto" and "cpu" always do)."""
-    if device in ("auto", "cpu"):
-        return
-    import torch
+    """``extract.device`` names a device this torch build has (:func:`align.extract.check_device`)."""
+    from align.extract import check_device as check
 
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"extract.device = {device!r}, but this torch build ({torch.__version__}) sees no CUDA "
-                              f"device (torch.cuda.is_available() is False: a CPU-only build or no GPU); use device "
-                              f"= 'auto' (cuda > mps > cpu) or 'cpu'")
-        index = int(device.partition(":")[2] or 0)
-        count = torch.cuda.device_count()
-        if index >= count:
-            raise ConfigError(f"extract.device = {device!r}, but torch sees {count} CUDA device(s) "
-                              f"(cuda:0 .. cuda:{count - 1}); use one of them or 'auto'")
-    elif device == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"extract.device = 'mps', but this torch build ({torch.__version__}) has no MPS device "
-                          f"(Apple GPUs only); use device = 'auto' or 'cpu'")
+    try:
+        check(device)
+    except ValueError as e:
+        raise ConfigError(f"extract.{e}") from None
 
 
 # -------------------------------------------------------------------------------------------------- models

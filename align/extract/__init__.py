@@ -3,6 +3,7 @@
 torch and transformers are imported only when a model is loaded, never at ``import align.extract``.
 """
 
+from align.extract._encoder import check_device
 from align.extract._extract import extract
 from align.extract._sources import list_models
 from align.extract._sources import resolve_model

@@ -54,10 +54,12 @@ def torch_dtype(dtype: str):
 
 
 def resolve_device(device: str = "auto"):
-    """``auto`` picks cuda, then mps, then cpu; any other string is passed to ``torch.device``."""
+    """``auto`` picks cuda, then mps, then cpu; any other string is checked (:func:`check_device`) and passed to
+    ``torch.device``."""
     import torch
 
     if device != "auto":
+        check_device(device)
         return torch.device(device)
     if torch.cuda.is_available():
         # deterministic cuBLAS needs this before the first CUDA matmul of the process (no effect if set later)
@@ -67,6 +69,28 @@ def resolve_device(device: str = "auto"):
     if mps is not None and mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def check_device(device: str) -> None:
+    """Raise a ValueError naming the problem unless ``device`` is one this torch build has ("auto" and "cpu" always
+    are); called before a model is loaded, so a bad device fails before any work."""
+    if device in ("auto", "cpu"):
+        return
+    import torch
+
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device = {device!r}, but this torch build ({torch.__version__}) sees no CUDA "
+                             f"device (torch.cuda.is_available() is False: a CPU-only build or no GPU); use device "
+                             f"= 'auto' (cuda > mps > cpu) or 'cpu'")
+        index = int(device.partition(":")[2] or 0)
+        count = torch.cuda.device_count()
+        if index >= count:
+            raise ValueError(f"device = {device!r}, but torch sees {count} CUDA device(s) "
+                             f"(cuda:0 .. cuda:{count - 1}); use one of them or 'auto'")
+    elif device == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device = 'mps', but this torch build ({torch.__version__}) has no MPS device "
+                         f"(Apple GPUs only); use device = 'auto' or 'cpu'")
 
 
 @contextlib.contextmanager
