@@ -1,5 +1,7 @@
 """The engine against float64 per-pair loops; labels, directions, chunking, padding, recompilation, statistics."""
 
+import warnings
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -183,6 +185,12 @@ def test_linear_predictivity_grid_reports_chosen_alphas_and_warns_at_the_grid_ed
     assert row.alpha_high_share == pytest.approx(one.alpha_high_share, abs=1e-6)
     with pytest.warns(AlphaGridWarning, match=r"4 of 4 layer pairs \(x_to_y.*are the smallest alpha"):
         pairwise("linear_predictivity(alphas=[1e5, 1e6])", xs[:2], ys[:2], direction="x_to_y")
+    # a constant layer (scored NaN with constant_layers="skip") picks the first alpha everywhere: no warning for it
+    constant = [np.tile(xs[0][:1], (xs[0].shape[0], 1))] + xs[1:2]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AlphaGridWarning)
+        skipped = pairwise("linear_predictivity", constant, ys[:1], constant_layers="skip")
+    assert np.isnan(skipped.stat("alpha_low_share", "x_to_y")[0, 0])
 
 
 def test_permutation_and_bootstrap_statistics():

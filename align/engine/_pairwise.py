@@ -768,7 +768,7 @@ def pairwise(metric, Xs, Ys, *, align_by_id: bool = False, direction: str | None
     constant = _constant_layers(plan, constant_layers)
     grid = _with_stats(plan, null=null, ci=ci, ci_level=ci_level, seed=stats_seed, batch_size=batch_size,
                        batched=batched, progress=progress)
-    return _mask_constant(grid, *constant)
+    return _checked(plan, _mask_constant(grid, *constant))
 
 
 def pairwise_within(metric, Xs, *, direction: str | None = None, chunk_size: int | None = None, null: int = 0,
@@ -785,7 +785,7 @@ def pairwise_within(metric, Xs, *, direction: str | None = None, chunk_size: int
     constant = _constant_layers(plan, constant_layers)
     grid = _with_stats(plan, null=null, ci=ci, ci_level=ci_level, seed=stats_seed, batch_size=batch_size,
                        batched=batched, progress=progress)
-    return _mask_constant(grid, *constant)
+    return _checked(plan, _mask_constant(grid, *constant))
 
 
 def _constant_layers(plan: _Plan, mode: str) -> tuple[list[int], list[int]]:
@@ -803,6 +803,16 @@ def _constant_layers(plan: _Plan, mode: str) -> tuple[list[int], list[int]]:
                 "drop them or pass constant_layers='skip' to score them as NaN")
         found.append(idx)
     return found[0], found[1]
+
+
+def _checked(plan: _Plan, grid: LayerGrid) -> LayerGrid:
+    """``grid``, after the metric's ``check_outputs`` saw its auxiliary outputs (constant layers already NaN, so
+    they raise no warning)."""
+    aux = {name: {d: per[name] for d, per in grid.stats.items() if name in per} for name in AUX_NAMES}
+    aux = {name: per for name, per in aux.items() if per}
+    if aux and plan.metric.check_outputs is not None:
+        plan.metric.check_outputs(aux, plan.xs.names, plan.ys.names, plan.kw.merged)
+    return grid
 
 
 def _mask_constant(grid: LayerGrid, cx: list[int], cy: list[int]) -> LayerGrid:
@@ -832,8 +842,6 @@ def _with_stats(plan: _Plan, *, null, ci, ci_level, seed, batch_size, batched, p
     for name, per_direction in aux.items():
         for d, grid in per_direction.items():
             stats[d][name] = grid
-    if aux and plan.metric.check_outputs is not None:
-        plan.metric.check_outputs(aux, plan.xs.names, plan.ys.names, plan.kw.merged)
     if null:
         for d, s in _stats.null_summary(plan, scores, int(null), seed, batch_size, progress).items():
             stats[d].update(s)
