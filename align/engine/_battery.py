@@ -41,6 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from align.engine import _grid
 from align.engine import _pairwise
 from align.engine._probes import load_probe
 from align.metrics._registry import _REGISTRY
@@ -320,7 +321,7 @@ def _grid_scores(grid) -> dict[str, np.ndarray]:
 def _engine(metric: Metric, kwargs: dict, Xs, Ys, **options):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return _pairwise.pairwise(metric, Xs, Ys, progress=False, preprocess="none", **options, **kwargs)
+        return _grid.pairwise(metric, Xs, Ys, progress=False, preprocess="none", **options, **kwargs)
 
 
 def _cache_sizes() -> tuple[int, ...]:

@@ -40,7 +40,6 @@ from align.engine._pairwise import _prepare_parts
 from align.engine._pairwise import _score_of
 from align.engine._pairwise import X_TO_Y
 from align.engine._pairwise import Y_TO_X
-from align.engine._pairwise import pairwise
 
 #: Draws (permutations, resamples) per compiled step unless ``batch_size`` is given.
 DEFAULT_BATCH = 8
@@ -238,50 +237,7 @@ def bootstrap_summary(plan, n_boot, level=0.95, seed=0, batch_size=None,
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# public functions
-
-
-def permutation_null(metric, Xs, Ys, n_perm: int = 1000, seed: int = 0, *, align_by_id: bool = False,
-                     direction: str | None = None, chunk_size: int | None = None, batch_size: int | None = None,
-                     progress: bool | None = None, **kwargs) -> LayerGrid:
-    """Permutation test of every layer pair: how often a random re-pairing of stimuli scores as high.
-
-    Args:
-      metric, Xs, Ys, align_by_id, direction, chunk_size, progress: as :func:`align.engine.pairwise`.
-      n_perm: number of random permutations of the stimulus pairing (the rows of Y; for an asymmetric metric the
-        rows of each direction's target), the same permutations for every layer pair.
-      seed: NumPy seed of the permutations. (A metric's own ``seed`` -- linear_predictivity's fold shuffling --
-        goes in the spec string, e.g. ``"linear_predictivity(seed=1)"``.)
-      batch_size: permutations per compiled step (vmapped; memory grows with it). Default 8.
-      **kwargs: the metric's keyword arguments.
-
-    Returns:
-      A :class:`LayerGrid` with the observed scores and, per direction, ``p_value`` (one-sided,
-      ``(1 + #{null >= observed}) / (1 + n_perm)``), ``null_mean`` and ``null_std`` in ``.stats``.
-    """
-    return pairwise(metric, Xs, Ys, align_by_id=align_by_id, direction=direction, chunk_size=chunk_size,
-                    null=n_perm, stats_seed=seed, batch_size=batch_size, progress=progress, **kwargs)
-
-
-def bootstrap_ci(metric, Xs, Ys, n_boot: int = 1000, ci: float = 0.95, seed: int = 0, *, align_by_id: bool = False,
-                 direction: str | None = None, chunk_size: int | None = None, batch_size: int | None = None,
-                 progress: bool | None = None, **kwargs) -> LayerGrid:
-    """Bootstrap confidence interval of every layer pair's score (stimuli resampled with replacement).
-
-    Args:
-      metric, Xs, Ys, align_by_id, direction, chunk_size, progress: as :func:`align.engine.pairwise`.
-      n_boot: number of resamples (the same resampled rows for X and Y, and for every layer pair).
-      ci: coverage of the percentile interval.
-      seed: NumPy seed of the resamples.
-      batch_size: resamples per compiled step. Default 8.
-      **kwargs: the metric's keyword arguments.
-
-    Returns:
-      A :class:`LayerGrid` with the observed scores and ``ci_low``/``ci_high`` per direction in ``.stats``.
-      Duplicated stimuli bias kNN metrics and cross-validated ones (see the module docstring).
-    """
-    return pairwise(metric, Xs, Ys, align_by_id=align_by_id, direction=direction, chunk_size=chunk_size,
-                    ci=n_boot, ci_level=ci, stats_seed=seed, batch_size=batch_size, progress=progress, **kwargs)
+# paired differences
 
 
 def paired_difference(metric, Xs_a, Ys_a, Xs_b, Ys_b, n_perm: int = 1000, n_boot: int = 0, ci: float = 0.95,
