@@ -4,11 +4,11 @@ Public surface (one name per line); heavy submodules (torch, transformers) are i
 """
 
 from align._version import __version__
-from align.metrics._registry import Metric
-from align.metrics._registry import get_metric
-from align.metrics._registry import list_metrics
-from align.metrics._registry import parse_metric_spec
-from align.metrics._registry import register_metric
+from align.metrics import Metric
+from align.metrics import get_metric
+from align.metrics import list_metrics
+from align.metrics import parse_metric_spec
+from align.metrics import register_metric
 from align.engine import LayerGrid
 from align.engine import bootstrap_ci
 from align.engine import check_metric

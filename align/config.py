@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from align.preprocess._steps import DEFAULT_PREPROCESS
+from align.preprocess import DEFAULT_PREPROCESS
 
 
 class ConfigError(ValueError):
@@ -105,7 +105,6 @@ class ScoreConfig:
         return (self.preprocess,) if isinstance(self.preprocess, str) else tuple(self.preprocess)
 
 
-EXPERIMENT_KINDS = ("layerwise", "perturbation", "aggregation", "preference")
 AGGREGATE_SIDES = ("captions", "images")
 PREFERENCE_CONTRASTS = ("matched", "wrong_caption", "preferred", "scored")
 #: Stimulus kinds whose captions file can carry a per-caption score (``stimuli.caption_score``).
@@ -113,58 +112,85 @@ SCORED_STIMULUS_KINDS = ("folder", "coco")
 
 
 @dataclasses.dataclass(frozen=True)
-class ExperimentConfig:
-    """Which experiment a config runs (``align experiment CONFIG``); README "Experiments" describes each.
-
-    kind: "layerwise" (what ``align run`` does), "perturbation", "aggregation" or "preference".
-    Common: ``seed`` (of permutations, resamples, shuffled groups), ``n_perm`` (permutations / condition swaps
-      behind p-values), ``n_boot`` (bootstrap resamples behind intervals), ``ci`` (interval coverage),
-      ``peaks_from`` (a layerwise output folder or results table whose peak layer pairs the statistics use; None =
-      compute the baseline grids here), ``grid_metrics`` (the metrics of ``score.metrics`` scored over the whole
-      layer grid under every condition / k; the others only at the peak pair; None = all).
-    perturbation: ``image_conditions`` and ``caption_conditions`` (specs, e.g. "rotate(angle=90)", "nouns_only");
-      ``mask_n``: mask conditions use at most this many images with masks, taken from the whole data set (not
-      only the first ``stimuli.n``); None = all of them.
-    aggregation: ``aggregate`` ("captions": mean of k captions per image; "images": mean of k images per group),
-      ``k_max`` (k = 1 .. k_max).
-    preference: ``contrasts`` ("matched": matched vs mismatched pairs; "wrong_caption": correct vs one-attribute-
-      wrong caption of synthetic scenes; "preferred": preferred vs rejected image of Pick-a-Pic pairs; "scored":
-      highest- vs lowest-scored caption of an image, for data with ``stimuli.caption_score``), ``folds``
-      (cross-fitting folds over items), ``layers`` ("peak": the peak layer pair of ``score.metrics[0]`` per
-      direction, or [relative depth x, relative depth y]).
-    """
+class LayerwiseExperiment:
+    """``[experiment] kind = "layerwise"``: what ``align run`` does (every layer grid, heatmaps), plus a
+    shuffled-pairing permutation null at each peak layer pair with ``n_perm`` permutations (0 = none), drawn with
+    ``seed``."""
 
     kind: str = "layerwise"
+    seed: int = 0
+    n_perm: int = 1000
+
+
+@dataclasses.dataclass(frozen=True)
+class PairedStatisticsExperiment:
+    """What the perturbation, aggregation and preference experiments share: ``seed`` (of permutations, resamples,
+    shuffled groups), ``n_perm`` (permutations / condition swaps behind p-values), ``n_boot`` (bootstrap resamples
+    behind intervals), ``ci`` (interval coverage), ``peaks_from`` (a layerwise output folder or results table whose
+    peak layer pairs the statistics use; None = compute the baseline grids here)."""
+
+    kind: str = ""
     seed: int = 0
     n_perm: int = 1000
     n_boot: int = 1000
     ci: float = 0.95
     peaks_from: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class PerturbationExperiment(PairedStatisticsExperiment):
+    """``kind = "perturbation"``: ``image_conditions`` and ``caption_conditions`` (specs, e.g. "rotate(angle=90)",
+    "nouns_only"); ``mask_n``: mask conditions use at most this many images with masks, taken from the whole data
+    set (not only the first ``stimuli.n``), None = all of them; ``grid_metrics``: the metrics of ``score.metrics``
+    scored over the whole layer grid under every condition (the others only at the peak pair; None = all)."""
+
+    kind: str = "perturbation"
     grid_metrics: tuple[str, ...] | None = None
     image_conditions: tuple[str, ...] = ()
     caption_conditions: tuple[str, ...] = ()
     mask_n: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class AggregationExperiment(PairedStatisticsExperiment):
+    """``kind = "aggregation"``: ``aggregate`` ("captions": mean of k captions per image; "images": mean of k images
+    per group), ``k_max`` (k = 1 .. k_max), ``grid_metrics`` (as for perturbation, per k)."""
+
+    kind: str = "aggregation"
+    grid_metrics: tuple[str, ...] | None = None
     aggregate: tuple[str, ...] = ("captions",)
     k_max: int = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class PreferenceExperiment(PairedStatisticsExperiment):
+    """``kind = "preference"``: ``contrasts`` ("matched": matched vs mismatched pairs; "wrong_caption": correct vs
+    one-attribute-wrong caption of synthetic scenes; "preferred": preferred vs rejected image of Pick-a-Pic pairs;
+    "scored": highest- vs lowest-scored caption of an image, for data with ``stimuli.caption_score``), ``folds``
+    (cross-fitting folds over items), ``layers`` ("peak": the peak layer pair of ``score.metrics[0]`` per
+    direction, or [relative depth x, relative depth y])."""
+
+    kind: str = "preference"
     contrasts: tuple[str, ...] = ("matched",)
     folds: int = 5
     layers: str | tuple[float, ...] = "peak"
 
 
-#: Keys of [experiment] that only one kind uses (the others are common to every kind).
-EXPERIMENT_KEYS = {
-    "layerwise": (),
-    "perturbation": ("image_conditions", "caption_conditions", "mask_n"),
-    "aggregation": ("aggregate", "k_max"),
-    "preference": ("contrasts", "folds", "layers"),
-}
+#: The config type of each ``[experiment] kind`` (``align experiment CONFIG``; README "Experiments").
+EXPERIMENTS = {"layerwise": LayerwiseExperiment, "perturbation": PerturbationExperiment,
+               "aggregation": AggregationExperiment, "preference": PreferenceExperiment}
+EXPERIMENT_KINDS = tuple(EXPERIMENTS)
+#: Any experiment config.
+ExperimentConfig = LayerwiseExperiment | PerturbationExperiment | AggregationExperiment | PreferenceExperiment
 
 
 #: Keys whose value is a list of strings; one string is read as a one-item list (``metrics = "linear_cka"``).
 LIST_KEYS = {
     ModelConfig: ("pooling",),
     ScoreConfig: ("metrics", "probes"),
-    ExperimentConfig: ("grid_metrics", "image_conditions", "caption_conditions", "aggregate", "contrasts"),
+    PerturbationExperiment: ("grid_metrics", "image_conditions", "caption_conditions"),
+    AggregationExperiment: ("grid_metrics", "aggregate"),
+    PreferenceExperiment: ("contrasts",),
 }
 
 
@@ -185,7 +211,7 @@ class RunConfig:
     extract: ExtractConfig = ExtractConfig()
     score: ScoreConfig = ScoreConfig()
     plot: PlotConfig = PlotConfig()
-    experiment: ExperimentConfig = ExperimentConfig()
+    experiment: ExperimentConfig = LayerwiseExperiment()
     source: str | None = None
 
     def fingerprint(self, *sections: str) -> str:
@@ -311,7 +337,7 @@ def _validate(cfg: RunConfig) -> None:
                  f"stimuli.kind = {s.kind!r} carries no caption scores; use kind 'folder' or 'coco' with a captions "
                  f"file that has a per-caption score field (stimuli.caption_score = {s.caption_score!r}), or drop "
                  f"'scored'")
-    grid = cfg.experiment.grid_metrics
+    grid = getattr(cfg.experiment, "grid_metrics", None)
     if grid is not None:
         stray = [m for m in grid if m not in sc.metrics]
         _require(not stray, f"experiment.grid_metrics: {stray} are not in score.metrics {list(sc.metrics)}")
@@ -322,13 +348,13 @@ def _is_int(v) -> bool:
 
 
 def _validate_experiment(ex: ExperimentConfig) -> None:
-    _require(ex.kind in EXPERIMENT_KINDS, f"experiment.kind = {ex.kind!r}; allowed: {list(EXPERIMENT_KINDS)}")
     _require(_is_int(ex.seed) and ex.seed >= 0, f"experiment.seed = {ex.seed!r}; must be an integer >= 0")
     _require(_is_int(ex.n_perm) and ex.n_perm >= 0, f"experiment.n_perm = {ex.n_perm!r}; must be an integer >= 0")
-    _require(_is_int(ex.n_boot) and ex.n_boot >= 0, f"experiment.n_boot = {ex.n_boot!r}; must be an integer >= 0")
-    _require(isinstance(ex.ci, float) and 0.0 < ex.ci < 1.0, f"experiment.ci = {ex.ci!r}; must be a number in (0, 1)")
-    _require(ex.peaks_from is None or isinstance(ex.peaks_from, str),
-             f"experiment.peaks_from = {ex.peaks_from!r}; must be a path (string)")
+    if isinstance(ex, PairedStatisticsExperiment):
+        _require(_is_int(ex.n_boot) and ex.n_boot >= 0, f"experiment.n_boot = {ex.n_boot!r}; must be an integer >= 0")
+        _require(isinstance(ex.ci, float) and 0.0 < ex.ci < 1.0, f"experiment.ci = {ex.ci!r}; must be a number in (0, 1)")
+        _require(ex.peaks_from is None or isinstance(ex.peaks_from, str),
+                 f"experiment.peaks_from = {ex.peaks_from!r}; must be a path (string)")
     if ex.kind == "perturbation":
         from align.data import caption_condition, image_condition
 
@@ -378,7 +404,7 @@ def _build_stimuli(data: Mapping[str, Any]) -> StimuliConfig:
 
 def _build_score(data: Mapping[str, Any]) -> ScoreConfig:
     """The [score] table, with ``preprocess`` parsed and put in canonical form (unknown options are errors)."""
-    from align.preprocess._steps import parse_preprocess
+    from align.preprocess import parse_preprocess
 
     sc = _build(ScoreConfig, data, "score")
     raw = sc.preprocess
@@ -397,20 +423,25 @@ def _build_score(data: Mapping[str, Any]) -> ScoreConfig:
 
 
 def _build_experiment(data: Mapping[str, Any]) -> ExperimentConfig:
-    """The [experiment] table: unknown keys, and keys of another kind, are errors naming them."""
+    """The [experiment] table as the config type of its ``kind``: unknown keys, and keys of another kind (named
+    with the kinds they belong to), are errors."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"experiment: expected a table, got {type(data).__name__}")
     kind = data.get("kind", "layerwise")
-    if kind in EXPERIMENT_KEYS:
-        foreign = sorted(k for k in data if any(k in keys for other, keys in EXPERIMENT_KEYS.items() if other != kind))
-        if foreign:
-            owners = {k: next(o for o, keys in EXPERIMENT_KEYS.items() if k in keys) for k in foreign}
-            raise ConfigError(f"experiment: key(s) {foreign} do not apply to kind {kind!r} "
-                              f"({', '.join(f'{k}: {o}' for k, o in owners.items())})")
+    _require(isinstance(kind, str) and kind in EXPERIMENTS,
+             f"experiment.kind = {kind!r}; allowed: {list(EXPERIMENT_KINDS)}")
+    cls = EXPERIMENTS[kind]
+    own = {f.name for f in dataclasses.fields(cls)}
+    owners = {k: [o for o, c in EXPERIMENTS.items() if k in {f.name for f in dataclasses.fields(c)}]
+              for k in data if k not in own}
+    foreign = {k: o for k, o in owners.items() if o}
+    if foreign:
+        belongs = "; ".join(f"{k}: kind {' or '.join(o)}" for k, o in sorted(foreign.items()))
+        raise ConfigError(f"experiment: key(s) {sorted(foreign)} do not apply to kind {kind!r} ({belongs})")
     data = dict(data)
     if isinstance(data.get("ci"), int) and not isinstance(data.get("ci"), bool):
         data["ci"] = float(data["ci"])
-    return _build(ExperimentConfig, data, "experiment")
+    return _build(cls, data, "experiment")
 
 
 def parse_config(data: Mapping[str, Any], source: str | None = None) -> RunConfig:

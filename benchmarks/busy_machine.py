@@ -62,13 +62,14 @@ def _workload(layers_x: int, layers_y: int, width_x: int, width_y: int, n: int, 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # AlphaGridWarning on random data is not what is measured
         t = time.perf_counter()
-        ridge = align.pairwise("linear_predictivity", xs, ys, alpha_selection="gcv", progress=False)
+        ridge = align.pairwise("linear_predictivity", xs, ys, metric_kwargs={"alpha_selection": "gcv"},
+                               progress=False)
         times["linear_predictivity_s"] = time.perf_counter() - t
         t = time.perf_counter()
         cka = align.pairwise("linear_cka", xs, ys, progress=False)
         times["linear_cka_s"] = time.perf_counter() - t
     times["total_s"] = time.perf_counter() - started
-    times["checksum"] = float(np.nansum(ridge.scores["x_to_y"]) + np.nansum(cka.scores))
+    times["checksum"] = float(np.nansum(ridge.scores["x_to_y"]) + np.nansum(cka.score()))
     times["config"] = config
     return times
 

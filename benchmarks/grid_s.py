@@ -333,13 +333,13 @@ def worker(key: str, data: Path, result: Path, repeat_below: float) -> None:
         pass
     load = os.getloadavg()[0]
     t = time.perf_counter()
-    grid = align.pairwise(case.metric, Xs, Ys, **case.kwargs)
+    grid = align.pairwise(case.metric, Xs, Ys, metric_kwargs=case.kwargs)
     first = time.perf_counter() - t
     peak = _rss_kib("VmHWM")
     warm = None
     if first < repeat_below:
         t = time.perf_counter()
-        grid = align.pairwise(case.metric, Xs, Ys, **case.kwargs)
+        grid = align.pairwise(case.metric, Xs, Ys, metric_kwargs=case.kwargs)
         warm = time.perf_counter() - t
     scores = {d: np.asarray(grid.score(d), np.float64) for d in grid.directions}
     np.savez(result.with_suffix(".npz"), **scores)

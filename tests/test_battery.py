@@ -121,7 +121,7 @@ def test_check_metric_takes_spec_strings_and_rejects_unknown_arguments():
     report = align.check_metric("mutual_knn(k=5)")
     assert report.kwargs == {"k": 5} and report.passed
     with pytest.raises(ValueError, match="unknown argument"):
-        align.check_metric("linear_cka", sigma_frac=0.5)
+        align.check_metric("linear_cka", metric_kwargs={"sigma_frac": 0.5})
 
 
 def centroid_distance_r(X, Y):

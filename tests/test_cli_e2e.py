@@ -66,6 +66,6 @@ def test_readme_api_example_runs_as_written(capsys):
     out = capsys.readouterr().out
     assert "x_to_y" in out and "y_to_x" in out
     # what it prints is what it claims: a 3 x 2 CKA grid in [0, 1] that rises with the shared signal's share
-    cka = scope["grid"].scores
+    cka = scope["grid"].score()
     assert cka.shape == (3, 2) and np.all((cka > 0) & (cka <= 1))
     assert cka[2, 1] > cka[0, 0]

@@ -149,7 +149,8 @@ def _config(tmp_path, kind, **experiment):
         "name": kind, "output": str(tmp_path / kind), "stimuli": {"kind": "synthetic", "n": N},
         "models": [{"name": "v", "modality": "vision"}, {"name": "l", "modality": "language"}],
         "score": {"metrics": ["procrustes_angular"]},
-        "experiment": {"kind": kind, "n_perm": 4, "n_boot": 4, "grid_metrics": [], **experiment}})
+        "experiment": {"kind": kind, "n_perm": 4, "n_boot": 4,
+                       **({} if kind == "preference" else {"grid_metrics": []}), **experiment}})
 
 
 def _quiet(_):
@@ -157,23 +158,23 @@ def _quiet(_):
 
 
 def test_peaks_from_a_layerwise_table_are_minima(tmp_path):
-    from align.experiments._jobs import read_peaks
+    from align.experiments import read_peaks
 
     write_results(_grid_frame(), tmp_path / "layerwise" / "results.parquet")
     peaks = read_peaks(tmp_path / "layerwise", "t", log=_quiet)
-    assert peaks == {("v", "cls", "l", "mean", "procrustes_angular", "symmetric"): LayerPair(*PLANTED)}
+    assert [(p.model_x, p.pooling_x, p.model_y, p.pooling_y, p.metric, p.direction, p.layers) for p in peaks] == [
+        ("v", "cls", "l", "mean", "procrustes_angular", "symmetric", LayerPair(*PLANTED))]
 
 
 def test_perturbation_peak_is_the_baseline_minimum(tmp_path):
-    from align.experiments._perturbation import _compare
-    from align.experiments._perturbation import _Side
+    from align.experiments._perturbation import compare
+    from align.experiments._perturbation import condition_pairs
 
     vision, language = _stores(tmp_path)
-    side = _Side({("v", "mean"): vision}, {("l", "mean"): language})
     cfg = _config(tmp_path, "perturbation", image_conditions=["grayscale"])
-    frames = _compare(cfg, cond_name="same", perturbed="image", base=side, cond=_Side({}, {}), ids=IDS, dataset="t",
-                      peaks=None, out=tmp_path / "out", log=_quiet)
-    table = pd.concat(frames, ignore_index=True)
+    base = ({("v", "mean"): vision}, {("l", "mean"): language})
+    pairs, cond = condition_pairs("same", "image", IDS, "t", base, ({}, {}))
+    table = pd.concat(compare(cfg, pairs, cond, None, log=_quiet), ignore_index=True)
     base = table[table.quantity == "baseline"]
     peak = table[table.quantity == "peak_difference"]
     assert _argmax(base) != PLANTED
@@ -182,7 +183,8 @@ def test_perturbation_peak_is_the_baseline_minimum(tmp_path):
 
 
 def test_aggregation_peak_is_the_k1_minimum(tmp_path):
-    from align.experiments._aggregation import _aggregate_pair
+    from align.experiments._aggregation import AggregatedPair
+    from align.experiments._aggregation import aggregate
 
     vision, language = _stores(tmp_path)
     xs, ys = _layers()
@@ -190,9 +192,9 @@ def test_aggregation_peak_is_the_k1_minimum(tmp_path):
     def rows(layers):
         return lambda l, k, units: layers[l] if units is None else layers[l][units]
 
-    frames = _aggregate_pair(_config(tmp_path, "aggregation", k_max=2), vision=vision, language=language,
-                             side="captions", x_of=rows(xs), y_of=rows(ys), n_units=N, unit_key="u",
-                             dataset="t", peaks=None, out=tmp_path / "out", log=_quiet)
+    pair = AggregatedPair(vision, language, x_of=rows(xs), y_of=rows(ys), n_units=N, unit_key="u")
+    frames = aggregate(_config(tmp_path, "aggregation", k_max=2), [pair], side="captions", dataset="t", peaks=None,
+                       log=_quiet)
     table = pd.concat(frames, ignore_index=True)
     grid = table[(table.quantity == "score") & (table.k == 1) & (table.control == "matched")]
     assert len(grid) == 12 and _argmax(grid) != PLANTED
@@ -201,10 +203,13 @@ def test_aggregation_peak_is_the_k1_minimum(tmp_path):
 
 
 def test_preference_peak_layers_are_the_minimum(tmp_path):
-    from align.experiments._preference import _layers_for
+    from align.experiments import Cell
+    from align.experiments import Pair
+    from align.experiments._preference import layers_at
 
     vision, language = _stores(tmp_path)
-    at = _layers_for(_config(tmp_path, "preference", folds=3), vision, language, None, _quiet, tmp_path / "out")
+    cell = Cell("grid", Pair(vision, language), "procrustes_angular")
+    at = layers_at(_config(tmp_path, "preference", folds=3), cell, {cell: _grid_frame()}, None)
     assert at == {"x_to_y": PLANTED, "y_to_x": PLANTED}
 
 

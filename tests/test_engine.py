@@ -8,9 +8,8 @@ import pytest
 from sklearn.linear_model import RidgeCV
 from sklearn.model_selection import KFold
 
-from align.engine import _pairwise
-from align.engine import _stats
 from align.engine import LayerGrid
+from align.engine import compiled_programs
 from align.engine import bootstrap_ci
 from align.engine import paired_difference
 from align.engine import pairwise
@@ -55,8 +54,9 @@ def test_linear_cka_grid_matches_float64_loop():
     xs, ys = _layers()
     grid = pairwise("linear_cka", xs, ys)
     oracle = np.array([[_cka64(x, y) for y in ys] for x in xs])
-    assert grid.scores.shape == (3, 4)
-    np.testing.assert_allclose(grid.scores, oracle, atol=2e-6)
+    assert set(grid.scores) == {"symmetric"} and grid.directions == ("symmetric",)
+    assert grid.scores["symmetric"].shape == (3, 4) and grid.score() is grid.scores["symmetric"]
+    np.testing.assert_allclose(grid.score("symmetric"), oracle, atol=2e-6)
 
 
 def test_linear_predictivity_grid_matches_sklearn_loop_both_directions():
@@ -91,7 +91,7 @@ def test_labels_mappings_and_long_form():
     assert len(frame) == 12 and set(frame.direction) == {"symmetric"} and (frame.n == N).all()
     assert frame.rel_depth_x.max() == 1.0 and frame.rel_depth_y.min() == 0.0
     row = frame[(frame.layer_x == 2) & (frame.layer_y == 1)].iloc[0]
-    assert row.layer_name_x == "v2" and row.score == pytest.approx(grid.scores[2, 1])
+    assert row.layer_name_x == "v2" and row.score == pytest.approx(grid.score()[2, 1])
     lp = pairwise("linear_predictivity", xs[:2], ys[:1]).to_frame()
     assert sorted(lp.direction.unique()) == ["x_to_y", "y_to_x"] and len(lp) == 4
 
@@ -100,9 +100,9 @@ def test_chunking_loop_fallback_and_within_agree():
     xs, ys = _layers(2)
     ref = pairwise("linear_cka", xs, ys)
     for chunk in (1, 5, 100):
-        np.testing.assert_allclose(pairwise("linear_cka", xs, ys, chunk_size=chunk).scores, ref.scores, atol=1e-6)
+        np.testing.assert_allclose(pairwise("linear_cka", xs, ys, chunk_size=chunk).score(), ref.score(), atol=1e-6)
     loop = pairwise("linear_cka", xs, ys, batched=False)
-    np.testing.assert_allclose(loop.scores, ref.scores, atol=1e-6)
+    np.testing.assert_allclose(loop.score(), ref.score(), atol=1e-6)
     within = pairwise_within("linear_predictivity", xs)
     full = pairwise("linear_predictivity", xs, xs, chunk_size=2)
     np.testing.assert_allclose(within.scores["x_to_y"], full.scores["x_to_y"], atol=1e-6)
@@ -116,17 +116,20 @@ def test_width_dependent_prepare_without_pad_invariance_is_grouped():
     xs, ys = _layers(3)
     grid = pairwise(metric, xs, ys)
     oracle = np.array([[abs(x.mean() - y.mean()) for y in ys] for x in xs])
-    np.testing.assert_allclose(grid.scores, oracle, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(grid.score(), oracle, rtol=1e-5, atol=1e-7)
 
 
 def test_no_recompilation_on_second_call_and_alpha_sweep():
     xs, ys = _layers(4)
     pairwise("linear_predictivity", xs, ys)
-    sizes = (_pairwise._grid_call._cache_size(), _pairwise._prepare_into._cache_size())
+    sizes = compiled_programs()
+    assert sizes["grid_call"] > 0 and sizes["prepare_one"] > 0
     xs2, ys2 = _layers(5)
     pairwise("linear_predictivity", xs2, ys2)
-    pairwise("linear_predictivity", xs2, ys2, alphas=np.logspace(-2, 4, 17))  # traced: same program
-    assert (_pairwise._grid_call._cache_size(), _pairwise._prepare_into._cache_size()) == sizes
+    pairwise("linear_predictivity", xs2, ys2, metric_kwargs={"alphas": np.logspace(-2, 4, 17)})  # traced: same program
+    assert compiled_programs() == sizes
+    pairwise("linear_predictivity", xs2, ys2, metric_kwargs={"folds": 4})  # static: a new program
+    assert compiled_programs()["grid_call"] > sizes["grid_call"]
 
 
 def test_input_errors_name_the_layer():
@@ -137,21 +140,30 @@ def test_input_errors_name_the_layer():
         pairwise("linear_cka", bad, ys)
     with pytest.raises(MetricInputError, match="rows"):
         pairwise("linear_cka", xs, [ys[0][:-1]])
-    with pytest.raises(ValueError, match="unknown argument"):
-        pairwise("linear_cka", xs, ys, sigma=1.0)
+    with pytest.raises(ValueError, match=r"unknown argument.*\['sigma'\].*accepts \['debiased'\]"):
+        pairwise("linear_cka", xs, ys, metric_kwargs={"sigma": 1.0})
+    with pytest.raises(TypeError):
+        pairwise("linear_cka", xs, ys, sigma=1.0)  # metric options only through metric_kwargs
+    with pytest.raises(TypeError):
+        pairwise("linear_cka", xs, ys, null=10)  # old names are gone, not aliased
+    with pytest.raises(ValueError, match="coverage"):
+        pairwise("linear_cka", xs, ys, n_boot=10, ci=100)  # ci is a level, the count is n_boot
+    with pytest.raises(ValueError, match="n_perm must be"):
+        pairwise("linear_cka", xs, ys, n_perm=-1)
     with pytest.raises(ValueError, match="unknown metric"):
         pairwise("no_such_metric", xs, ys)
 
 
 def test_permutation_null_is_batched_equivalent_of_a_loop():
     xs, ys = _layers(6, n=40)
-    plan = _pairwise._plan("linear_predictivity", xs[:2], ys[:2], kwargs={})
-    perms = _stats.permutations(40, 3, seed=1)
-    null = _stats.null_distribution(plan, perms, batch_size=2)
+    grid, null = permutation_null("linear_predictivity", xs[:2], ys[:2], n_perm=3, seed=1, batch_size=2,
+                                  return_null=True)
+    assert null["x_to_y"].shape == (3, 2, 2) and set(null) == set(grid.directions)
+    perms = np.random.default_rng(1).permuted(np.tile(np.arange(40), (3, 1)), axis=1)  # as documented
     # an asymmetric metric permutes each direction's target: Y for x_to_y, X for y_to_x (the source keeps its folds)
     for k, perm in enumerate(perms):
         g = pairwise("linear_predictivity", xs[:2], [y[perm] for y in ys[:2]], direction="x_to_y")
-        np.testing.assert_allclose(null["x_to_y"][k], g.scores["x_to_y"], atol=1e-5)
+        np.testing.assert_allclose(null["x_to_y"][k], g.score("x_to_y"), atol=1e-5)
         g = pairwise("linear_predictivity", [x[perm] for x in xs[:2]], ys[:2], direction="y_to_x")
         np.testing.assert_allclose(null["y_to_x"][k], g.scores["y_to_x"], atol=1e-5)
 
@@ -199,11 +211,12 @@ def test_permutation_and_bootstrap_statistics():
     p = g.stat("p_value")
     assert p.shape == (2, 2) and np.all(p >= 1 / 41) and np.all(p <= 1)
     assert np.all(p[0] == 1 / 41)  # a shared latent: no re-pairing beats the real one
-    assert np.all(g.stat("null_mean") < g.scores)
+    assert np.all(g.stat("null_mean") < g.score())
     b = bootstrap_ci("linear_cka", xs[:2], ys[:2], n_boot=30, ci=0.9)
-    assert np.all(b.stat("ci_low") <= b.scores + 1e-6) and np.all(b.scores <= b.stat("ci_high") + 0.05)
-    frame = pairwise("cycle_knn", xs[:1], ys[:2], null=4, ci=4, batch_size=4).to_frame()  # asymmetric
-    assert {"p_value", "null_mean", "null_std", "ci_low", "ci_high"} <= set(frame.columns)
+    assert np.all(b.stat("ci_low") <= b.score() + 1e-6) and np.all(b.score() <= b.stat("ci_high") + 0.05)
+    assert b.ci_level == 0.9 and b.n_boot == 30 and b.n_perm == 0
+    frame = pairwise("cycle_knn", xs[:1], ys[:2], n_perm=4, n_boot=4, batch_size=4).to_frame()  # asymmetric
+    assert {"p_value", "p_bh", "p_maxstat", "null_mean", "null_std", "ci_low", "ci_high"} <= set(frame.columns)
     assert len(frame) == 4 and frame.p_value.notna().all()
 
 
@@ -211,13 +224,14 @@ def test_paired_difference():
     xs, ys = _layers(8, n=40)
     rng = np.random.default_rng(0)
     same = paired_difference("linear_cka", xs[:2], ys[:2], xs[:2], ys[:2], n_perm=20)
-    np.testing.assert_allclose(same.scores, 0.0, atol=1e-7)
+    np.testing.assert_allclose(same.score(), 0.0, atol=1e-7)
     assert np.all(same.stat("p_value") == 1.0)
     noisy = [x + rng.normal(size=x.shape).astype(np.float32) * 10 for x in xs[:2]]
     diff = paired_difference("linear_cka", xs[:2], ys[:2], noisy, ys[:2], n_perm=40, n_boot=20)
-    assert diff.quantity == "difference" and np.all(diff.scores > 0)
+    assert diff.quantity == "difference" and np.all(diff.score() > 0)
     assert np.all(diff.stat("p_value") <= 2 / 41)
-    np.testing.assert_allclose(diff.scores, diff.stat("score_a") - diff.stat("score_b"))
+    assert np.all(diff.stat("p_maxstat") >= diff.stat("p_value")) and np.all(diff.stat("p_bh") >= diff.stat("p_value"))
+    np.testing.assert_allclose(diff.score(), diff.stat("score_a") - diff.stat("score_b"))
     assert np.all(diff.stat("ci_low") > 0)
 
 
@@ -241,7 +255,7 @@ def test_stores_are_row_aligned_by_id(tmp_path):
     with pytest.raises(StoreMismatchError):
         pairwise("linear_cka", a, b)
     grid = pairwise("linear_cka", a, b, align_by_id=True)
-    np.testing.assert_allclose(grid.scores, pairwise("linear_cka", xs, ys).scores, atol=1e-6)
+    np.testing.assert_allclose(grid.score(), pairwise("linear_cka", xs, ys).score(), atol=1e-6)
     assert grid.layers_x == ("L0", "L1", "L2")
 
 
@@ -271,9 +285,12 @@ def test_streamed_sources_match_the_all_layers_path():
     ys = [x[:, :5] @ rng.standard_normal((5, q)).astype(np.float32) + rng.standard_normal((40, q)).astype(np.float32)
           for x, q in zip(xs, (16, 40, 12))]
     plain = dataclasses.replace(get_metric("linear_predictivity"), prepare_target=None)
-    streamed, full = pairwise("linear_predictivity", xs, ys, folds=4), pairwise(plain, xs, ys, folds=4)
+    four = {"folds": 4}
+    streamed = pairwise("linear_predictivity", xs, ys, metric_kwargs=four)
+    full = pairwise(plain, xs, ys, metric_kwargs=four)
     for d in ("x_to_y", "y_to_x"):
         np.testing.assert_array_equal(streamed.scores[d], full.scores[d])
-    within, within_full = pairwise_within("linear_predictivity", xs, folds=4), pairwise_within(plain, xs, folds=4)
+    within = pairwise_within("linear_predictivity", xs, metric_kwargs=four)
+    within_full = pairwise_within(plain, xs, metric_kwargs=four)
     for d in ("x_to_y", "y_to_x"):
         np.testing.assert_array_equal(within.scores[d], within_full.scores[d])

@@ -14,12 +14,13 @@ import pytest
 from align.config import ConfigError
 from align.config import parse_config
 from align.experiments import contrast_scores
-from align.experiments import contrast_summary
 from align.experiments import derangement
 from align.experiments import heldout_paired_difference
 from align.experiments import mean_of_first
-from align.experiments import ridge_fit
 from align.experiments import run_experiment
+from align.stats import paired_summary
+from align.stats import ridge_fit
+from align.stats import ridge_predict
 
 sys.path.insert(0, str(Path(__file__).parent))
 import _extract_tiny as tiny  # noqa: E402
@@ -42,9 +43,12 @@ BASE = {"name": "t", "output": "results/t", "models": [{"name": "a"}, {"name": "
     ({"kind": "aggregation", "aggregate": ["words"]}, "experiment.aggregate = ['words']"),
     ({"kind": "preference", "contrasts": ["funny"]}, "experiment.contrasts = ['funny']"),
     ({"kind": "preference", "layers": [0.5, 2.0]}, "experiment.layers = (0.5, 2.0)"),
-    ({"kind": "layerwise", "ci": 1.5}, "experiment.ci = 1.5"),
+    ({"kind": "preference", "ci": 1.5}, "experiment.ci = 1.5"),
     ({"kind": "layerwise", "n_perm": -1}, "experiment.n_perm = -1"),
-    ({"kind": "layerwise", "grid_metrics": ["rsa"]}, "experiment.grid_metrics: ['rsa'] are not in score.metrics"),
+    ({"kind": "aggregation", "grid_metrics": ["rsa"]}, "experiment.grid_metrics: ['rsa'] are not in score.metrics"),
+    # a key of another kind names the kinds it belongs to
+    ({"kind": "layerwise", "ci": 0.9}, "['ci'] do not apply to kind 'layerwise' (ci: kind perturbation or aggregation"),
+    ({"kind": "preference", "grid_metrics": []}, "(grid_metrics: kind perturbation or aggregation)"),
 ])
 def test_bad_experiment_sections_are_named(experiment, message):
     with pytest.raises(ConfigError) as err:
@@ -97,8 +101,7 @@ def test_ridge_fit_matches_sklearn():
         X = rng.normal(size=(40, p)).astype(np.float32)
         Y = (X[:, :3] @ rng.normal(size=(3, 4)) + rng.normal(size=(40, 4))).astype(np.float32)
         Xq = rng.normal(size=(7, p)).astype(np.float32)
-        mu_x, mu_y, W = ridge_fit(X, Y, alphas)
-        ours = (Xq - np.asarray(mu_x)) @ np.asarray(W) + np.asarray(mu_y)
+        ours = np.asarray(ridge_predict(ridge_fit(X, Y, alphas), Xq))
         ref = RidgeCV(alphas=alphas, alpha_per_target=True).fit(X.astype(np.float64), Y).predict(Xq)
         np.testing.assert_allclose(ours, ref, rtol=2e-3, atol=2e-3)
 
@@ -118,22 +121,22 @@ def test_matched_beats_mismatched_on_a_planted_signal():
     partner = np.roll(np.arange(n), 1)
     alphas = np.logspace(-2, 4, 7)
     pos, neg = contrast_scores(X, Y, np.arange(n), X, Y, X, Y[partner], folds, alphas)
-    summary = {r["quantity"]: r for r in contrast_summary(pos, neg, n_perm=200, n_boot=200, ci=0.95, seed=0)}
+    summary = {r["quantity"]: r for r in paired_summary(pos, neg, n_perm=200, n_boot=200, ci=0.95, seed=0)}
     assert summary["accuracy"]["score"] > 0.8 and summary["accuracy"]["p_value"] < 1e-6
     assert summary["mean_difference"]["score"] > 0 and summary["mean_difference"]["ci_low"] > 0
     assert summary["mean_difference"]["p_value"] < 0.01
     X0, Y0 = _planted(signal=0.0, seed=1)  # no shared signal: chance
     pos, neg = contrast_scores(X0, Y0, np.arange(n), X0, Y0, X0, Y0[partner], folds, alphas)
-    chance = {r["quantity"]: r for r in contrast_summary(pos, neg, n_perm=200, n_boot=0, ci=0.95, seed=0)}
+    chance = {r["quantity"]: r for r in paired_summary(pos, neg, n_perm=200, n_boot=0, ci=0.95, seed=0)}
     assert 0.3 < chance["accuracy"]["score"] < 0.7 and chance["accuracy"]["p_value"] > 0.01
 
 
 def test_heldout_paired_difference_detects_a_degraded_condition():
     X, Y = _planted(n=100)
-    same = heldout_paired_difference(X, Y, X, Y, n_perm=100, n_boot=100, folds=5)
+    same = heldout_paired_difference(X, Y, X, Y, n_perm=100, n_boot=100, metric_kwargs={"folds": 5})
     assert same["score"] == 0 and same["p_value"] == 1.0 and same["ci_low"] == same["ci_high"] == 0
     noisy = X + np.random.default_rng(3).normal(scale=4.0, size=X.shape).astype(np.float32)
-    worse = heldout_paired_difference(noisy, Y, X, Y, n_perm=200, n_boot=200, folds=5)
+    worse = heldout_paired_difference(noisy, Y, X, Y, n_perm=200, n_boot=200, metric_kwargs={"folds": 5})
     assert worse["score"] < 0 and worse["score_a"] < worse["score_b"]
     assert worse["p_value"] < 0.05 and worse["ci_high"] < 0
 
@@ -156,7 +159,7 @@ def _config(root, out, kind, *, stimuli=None, metrics=("linear_cka",), **experim
         "models": [{"name": str(root / "vision"), "modality": "vision", "pooling": ["cls"]},
                    {"name": str(root / "language"), "modality": "language", "pooling": ["mean"]}],
         "extract": {"batch_size": 8}, "score": {"metrics": list(metrics)},
-        "experiment": {"kind": kind, "n_perm": 20, "n_boot": 20, **experiment}})
+        "experiment": {"kind": kind, "n_perm": 20, **({} if kind == "layerwise" else {"n_boot": 20}), **experiment}})
 
 
 def test_perturbation_table(tiny_models, tmp_path, capsys):
@@ -252,6 +255,7 @@ def test_heldout_scores_are_the_metric_scores_of_each_condition():
     Y = X @ rng.normal(size=(8, 5)) + rng.normal(size=(60, 5))
     noisy = X + rng.normal(size=X.shape) * 2.0
     for cv_score in ("fold_mean", "pooled"):
-        out = heldout_paired_difference(noisy, Y, X, Y, n_perm=0, n_boot=0, folds=5, cv_score=cv_score)
+        out = heldout_paired_difference(noisy, Y, X, Y, n_perm=0, n_boot=0,
+                                        metric_kwargs={"folds": 5, "cv_score": cv_score})
         assert out["score_a"] == pytest.approx(ridge_cv_predict(noisy, Y, cv_score=cv_score).score, abs=1e-5)
         assert out["score_b"] == pytest.approx(ridge_cv_predict(X, Y, cv_score=cv_score).score, abs=1e-5)

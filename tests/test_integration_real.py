@@ -38,11 +38,11 @@ def test_real_alignment_beats_shuffled_pairing(stores):
         align.pairwise("linear_cka", xs, ys)
     grid = align.pairwise("linear_cka", xs, ys, constant_layers="skip")
     assert grid.constant_x == ("0",) and grid.constant_y == ()
-    assert grid.scores.shape == (13, 31) and np.isnan(grid.scores[0]).all() and np.isfinite(grid.scores[1:]).all()
+    assert grid.score().shape == (13, 31) and np.isnan(grid.score()[0]).all() and np.isfinite(grid.score()[1:]).all()
     perm = np.random.default_rng(0).permutation(N)
     shuffled = align.pairwise("linear_cka", xs[1:], [y[perm] for y in ys])
     # real image-caption pairing carries shared structure that a shuffled pairing destroys
-    assert grid.scores[1:, 1:].mean() > shuffled.scores[:, 1:].mean() + 0.02
+    assert grid.score()[1:, 1:].mean() > shuffled.score()[:, 1:].mean() + 0.02
     lp = align.pairwise("linear_predictivity", xs[-4:], ys[10:14])
     frame = lp.to_frame()
     assert set(frame.direction) == {"x_to_y", "y_to_x"} and np.isfinite(frame.score).all()

@@ -214,7 +214,7 @@ def test_every_stimulus_duplicated_scores_zero_with_grouped_folds():
         x, y, groups = _duplicated_random(40, 64, 48, seed)
         plain += list(align.pairwise("linear_predictivity", [x], [y]).to_frame()["score"])
         grouped += list(align.pairwise("linear_predictivity", [x], [y],
-                                       folds=group_fold_ids(groups, 5)).to_frame()["score"])
+                                       metric_kwargs={"folds": group_fold_ids(groups, 5)}).to_frame()["score"])
     assert np.mean(plain) >= 0.4  # the silent wrong result: copies in training and held-out folds
     assert abs(np.mean(grouped)) < 0.05
 

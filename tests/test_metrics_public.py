@@ -155,7 +155,7 @@ def test_registered_metric_through_the_engine_matches_oracle(name):
     kwargs, oracle = ORACLES[name]
     X, Y = _pair()
     X64, Y64 = X.astype(np.float64), Y.astype(np.float64)
-    grid = align.pairwise(name, [X], [Y], **kwargs)
+    grid = align.pairwise(name, [X], [Y], metric_kwargs=kwargs)
     if grid.symmetric:
         assert grid.score()[0, 0] == pytest.approx(oracle(X64, Y64), abs=1e-5)
     else:

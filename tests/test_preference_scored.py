@@ -19,10 +19,10 @@ from align.data import StimulusSet
 from align.data import load_coco
 from align.data import load_image_captions
 from align.data._perturb import CaptionCondition
-from align.experiments import contrast_summary
-from align.experiments import run_experiment
-from align.experiments._preference import _items
+from align.experiments import contrast_items
 from align.experiments import direction_scores
+from align.experiments import run_experiment
+from align.stats import paired_summary
 from align.experiments import scored_caption_pairs
 from align.experiments._stimuli_from_config import stimuli_from_config
 from align.store import StoreWriter
@@ -181,13 +181,13 @@ def test_scored_accuracy_on_planted_and_random_scores(tmp_path, follow):
     stimuli, vision, language = _planted(tmp_path, scores_follow_quality=follow)
     pairs = scored_caption_pairs(stimuli)
     assert len(pairs.ids) == len(stimuli)
-    items, folds = _items("scored", stimuli, vision, language, None, 0, 5, pairs)
+    items, folds = contrast_items("scored", stimuli, vision, language, None, 0, 5, pairs)
     assert [language.stimulus_ids[r] for r in items.y_pos] == pairs.caption_ids("high")
     assert [language.stimulus_ids[r] for r in items.y_neg] == pairs.caption_ids("low")
     assert all(len(r) == 3 for r in items.train_y)  # training caption: the mean of all three
     for direction in ("x_to_y", "y_to_x"):
         pos, neg = direction_scores("scored", direction, items, folds, vision.layer(0), language.layer(0))
-        acc = {r["quantity"]: r for r in contrast_summary(pos, neg, n_perm=0, n_boot=0, ci=0.95, seed=0)}["accuracy"]
+        acc = {r["quantity"]: r for r in paired_summary(pos, neg, n_perm=0, n_boot=0, ci=0.95, seed=0)}["accuracy"]
         if follow:
             assert acc["score"] > 0.8 and acc["p_value"] < 1e-6, (direction, acc)
         else:

@@ -130,7 +130,7 @@ def test_pairwise_records_preprocess_and_equals_preprocessed_inputs():
     for spec in ("center", "zscore", "clip(q=0.9)", "l2", "pca(k=5)"):
         grid = align.pairwise("linear_cka", xs, ys, preprocess=spec)
         ref = align.pairwise("linear_cka", preprocess_layers(xs, spec), preprocess_layers(ys, spec))
-        np.testing.assert_allclose(grid.scores, ref.scores, rtol=1e-5)
+        np.testing.assert_allclose(grid.score(), ref.score(), rtol=1e-5)
         assert grid.preprocess == parse_preprocess(spec).spec and ref.preprocess == "none"
         frame = grid.to_frame()
         assert set(frame["preprocess"]) == {parse_preprocess(spec).spec}
@@ -143,7 +143,7 @@ def test_linear_cka_changes_under_zscore_with_massive_dimension_not_under_center
     X = Z @ rng.normal(size=(10, 16))
     Y = Z @ rng.normal(size=(10, 12))
     X[:, 0] = 300.0 * rng.normal(size=60)  # a massive dimension unrelated to Y
-    score = {p: float(align.pairwise("linear_cka", [X], [Y], preprocess=p).scores[0, 0])
+    score = {p: float(align.pairwise("linear_cka", [X], [Y], preprocess=p).score()[0, 0])
              for p in ("none", "center", "zscore")}
     assert score["center"] == pytest.approx(score["none"], abs=1e-5)  # CKA centers anyway
     assert score["none"] < 0.1 and score["zscore"] > score["none"] + 0.3
@@ -153,7 +153,7 @@ def test_pairwise_within_and_permutation_null_use_preprocessed_layers():
     xs = [_layer(seed=1, massive=50.0), _layer(seed=2, d=7)]
     grid = align.pairwise_within("linear_cka", xs, preprocess="zscore")
     ref = align.pairwise_within("linear_cka", preprocess_layers(xs, "zscore"))
-    np.testing.assert_allclose(grid.scores, ref.scores, rtol=1e-5)
+    np.testing.assert_allclose(grid.score(), ref.score(), rtol=1e-5)
     assert grid.preprocess == "zscore"
     ys = [_layer(seed=3, d=9)]
     null = align.permutation_null("linear_cka", xs, ys, n_perm=20, preprocess="zscore")
@@ -182,16 +182,16 @@ def test_pca_routed_to_metric_fold_pca_kwarg_instead_of_transforming():
     with pytest.raises(PreprocessError, match="exceeds"):  # k still checked against every layer
         align.pairwise(folded, xs, ys, preprocess="pca(k=10)")
     with pytest.raises(ValueError, match="disagree"):
-        align.pairwise(folded, xs, ys, preprocess="pca(k=4)", pca_components=3)
+        align.pairwise(folded, xs, ys, preprocess="pca(k=4)", metric_kwargs={"pca_components": 3})
 
 
 def test_paired_difference_accepts_preprocess():
     xs, ys = [_layer(seed=1, massive=50.0)], [_layer(seed=2)]
     xb = [x + np.random.default_rng(9).normal(size=x.shape).astype(np.float32) for x in xs]
     g = align.paired_difference("linear_cka", xs, ys, xb, ys, n_perm=0, preprocess="zscore")
-    a = align.pairwise("linear_cka", xs, ys, preprocess="zscore").scores
-    b = align.pairwise("linear_cka", xb, ys, preprocess="zscore").scores
-    np.testing.assert_allclose(g.scores, a - b, atol=1e-6)
+    a = align.pairwise("linear_cka", xs, ys, preprocess="zscore").score()
+    b = align.pairwise("linear_cka", xb, ys, preprocess="zscore").score()
+    np.testing.assert_allclose(g.score(), a - b, atol=1e-6)
     assert g.preprocess == "zscore"
 
 

@@ -36,7 +36,7 @@ def test_cosine_centroid_matches_numpy(probes):
     expected = np.corrcoef(a, b)[0, 1]
     assert float(probes[0].cosine_centroid(X, Y)) == pytest.approx(expected, abs=1e-5)
     grid = align.pairwise("cosine_centroid", [X, Y], [Y])
-    np.testing.assert_allclose(grid.scores[:, 0], [expected, 1.0], atol=1e-5)
+    np.testing.assert_allclose(grid.score()[:, 0], [expected, 1.0], atol=1e-5)
 
 
 def test_gram_correlation_matches_numpy(probes):
@@ -46,7 +46,7 @@ def test_gram_correlation_matches_numpy(probes):
     gy = ((Y - Y.mean(0)) @ (Y - Y.mean(0)).T)[iu]
     expected = np.corrcoef(gx, gy)[0, 1]
     grid = align.pairwise("gram_correlation", {"x": X}, {"y": Y, "x": X})
-    np.testing.assert_allclose(grid.scores[0], [expected, 1.0], atol=1e-5)
+    np.testing.assert_allclose(grid.score()[0], [expected, 1.0], atol=1e-5)
 
 
 WRONG_PROBE = '''

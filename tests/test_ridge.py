@@ -9,7 +9,7 @@ from sklearn.model_selection import KFold
 
 from align.metrics import AlphaGridWarning
 from align.metrics._ridge import DEFAULT_ALPHAS
-from align.metrics import kfold_ids
+from align.stats import kfold_ids
 from align.metrics._ridge import linear_predictivity
 from align.metrics._ridge import ridge_cv_predict
 from align.metrics._validate import MetricInputError

@@ -166,15 +166,15 @@ def test_image_store_pairs_with_its_caption_store_by_image_id(tmp_path):
     grid = align.pairwise("linear_cka", images, captions, align_by_id=True)
     kept = sorted(order)  # image-store order
     manual = align.pairwise("linear_cka", [x[kept] for x in xs], [y[kept] for y in ys])
-    np.testing.assert_allclose(grid.scores, manual.scores, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(grid.score(), manual.score(), rtol=1e-5, atol=1e-6)
     assert grid.n == 20
     # the other way round: captions as x, rows in the caption store's order
     back = align.pairwise("linear_cka", captions, images, align_by_id=True)
     manual_back = align.pairwise("linear_cka", [y[order] for y in ys], [x[order] for x in xs])
-    np.testing.assert_allclose(back.scores, manual_back.scores, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(back.score(), manual_back.score(), rtol=1e-5, atol=1e-6)
     # the experiments' pairing (score.caption = "first") gives the same rows
     _, px, py = paired_layers(images, captions, "first", align_by_id=True)
-    np.testing.assert_allclose(align.pairwise("linear_cka", px, py).scores, grid.scores, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(align.pairwise("linear_cka", px, py).score(), grid.score(), rtol=1e-5, atol=1e-6)
 
 
 def test_caption_store_with_several_captions_per_image_is_refused(tmp_path):

@@ -30,3 +30,6 @@ from align.data._synthetic import describe_scene
 from align.data._synthetic import render_scene
 from align.data._synthetic import synthetic_scenes
 from align.data._synthetic import synthetic_set_name
+from align.data._synthetic import N_CAPTIONS
+from align.data._report import make_report
+from align.data._stimuli import repeated

@@ -1,33 +1,42 @@
 """The public grid functions: every (x layer, y layer) pair of two models (or of one model with itself) under one
-metric, with optional permutation null and bootstrap interval.
+metric, with optional permutation null (per-cell, Benjamini-Hochberg and max-statistic p-values) and bootstrap
+interval.
 
-They put the pieces together: the plan and the observed scores (:mod:`align.engine._pairwise`), the statistics
-(:mod:`align.engine._stats`), constant layers scored NaN, and the metric's own check of its auxiliary outputs. This
-module depends on both and neither depends on it, so the engine has no import cycle.
+They put the pieces together: the plan (:mod:`align.engine._plan`), the observed scores
+(:mod:`align.engine._observed`), the distributions (:mod:`align.engine._stats`), constant layers scored NaN, and the
+metric's own check of its auxiliary outputs. Engine options are keyword arguments of these functions; the metric's
+own keyword arguments go in ``metric_kwargs`` (or in a spec string such as ``"rbf_cka(sigma_frac=0.5)"``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
-from align.engine import _stats
-from align.engine._pairwise import AUX_NAMES
-from align.engine._pairwise import LayerGrid
-from align.engine._pairwise import _grid_result
-from align.engine._pairwise import _observed
-from align.engine._pairwise import _plan
-from align.engine._pairwise import _Plan
-from align.metrics._validate import MetricInputError
-from align.preprocess._steps import DEFAULT_PREPROCESS
+from align.engine._layergrid import AUX_NAMES
+from align.engine._layergrid import LayerGrid
+from align.engine._observed import grid_result
+from align.engine._observed import observed
+from align.engine._plan import Plan
+from align.engine._plan import make_plan
+from align.engine._stats import bootstrap_distribution
+from align.engine._stats import bootstrap_rows
+from align.engine._stats import interval_summary
+from align.engine._stats import null_distribution
+from align.engine._stats import null_summary
+from align.engine._stats import permutations
+from align.metrics import MetricInputError
+from align.preprocess import DEFAULT_PREPROCESS
 
 
-def pairwise(metric, Xs, Ys, *, align_by_id: bool = False, direction: str | None = None,
-             chunk_size: int | None = None, null: int = 0, ci: int = 0, ci_level: float = 0.95,
-             stats_seed: int = 0, batch_size: int | None = None, batched: bool = True,
-             constant_layers: str = "error", preprocess: str = DEFAULT_PREPROCESS, progress: bool | None = None,
-             **kwargs) -> LayerGrid:
+def pairwise(metric, Xs, Ys, *, metric_kwargs: Mapping[str, Any] | None = None, n_perm: int = 0, n_boot: int = 0,
+             ci: float = 0.95, seed: int = 0, align_by_id: bool = False, direction: str | None = None,
+             chunk_size: int | None = None, batch_size: int | None = None, batched: bool = True,
+             constant_layers: str = "error", preprocess: str = DEFAULT_PREPROCESS,
+             progress: bool | None = None) -> LayerGrid:
     """Score every (x layer, y layer) pair with one metric.
 
     Args:
@@ -36,22 +45,28 @@ def pairwise(metric, Xs, Ys, *, align_by_id: bool = False, direction: str | None
       Xs: the x model's layers: a sequence of ``[n, d_l]`` arrays, a mapping layer name -> array, or an
         ``ActivationStore``. Widths may differ between layers.
       Ys: the y model's layers, rows paired with Xs by stimulus (same forms).
+      metric_kwargs: the metric's keyword arguments, e.g. ``{"sigma_frac": 0.5}`` (override those of a spec
+        string). A name the metric does not take is a ValueError listing the ones it does. The metric's own seed
+        (linear predictivity's fold shuffling) is ``metric_kwargs={"seed": ...}``, not ``seed``.
+      n_perm: permutations of the stimulus pairing for permutation p-values (see
+        :func:`align.engine.permutation_null`); 0: none.
+      n_boot: bootstrap resamples of the stimuli for a percentile interval (see :func:`align.engine.bootstrap_ci`);
+        0: none.
+      ci: coverage of the bootstrap interval, in (0, 1).
+      seed: NumPy seed of the permutations and resamples.
       align_by_id: when both sides are stores whose stimulus orders differ, compare the common stimuli instead of
         refusing.
       direction: for an asymmetric metric, ``"x_to_y"`` or ``"y_to_x"`` only (default both).
       chunk_size: layer pairs evaluated at once (vmapped) inside the compiled call; default the metric's
-        ``grid_chunk`` (one pair for linear_predictivity), else one row of the grid (one x layer against every y layer). Lower it to bound memory for heavy metrics and large n (e.g.
-        linear_predictivity holds about ``chunk * n * q`` floats per fold and alpha step).
-      null: number of permutations for a permutation p-value (see :func:`align.engine.permutation_null`); 0: none.
-      ci: number of bootstrap resamples for a confidence interval (see :func:`align.engine.bootstrap_ci`); 0: none.
-      ci_level: coverage of the bootstrap interval.
-      stats_seed: seed of the permutations and resamples (a metric's own ``seed``, e.g. linear_predictivity's fold
-        shuffling, is a metric keyword).
+        ``grid_chunk`` (one pair for linear_predictivity), else one row of the grid (one x layer against every y
+        layer). Lower it to bound memory for heavy metrics and large n (e.g. linear_predictivity holds about
+        ``chunk * n * q`` floats per fold and alpha step).
       batch_size: permutations or resamples per compiled step (default 8).
       batched: False computes pair by pair in a Python loop (slow fallback for compares that cannot be vmapped).
       constant_layers: what to do with a layer whose rows are all identical (no metric is defined on it; e.g. a
         ViT's CLS token at the embedding layer is the same for every image): ``"error"`` (default) raises a
-        MetricInputError naming it; ``"skip"`` scores it as NaN and lists it in ``constant_x``/``constant_y``.
+        MetricInputError naming it; ``"skip"`` scores it as NaN (every statistic too; its cells take no part in
+        ``p_bh``/``p_maxstat``) and lists it in ``constant_x``/``constant_y``.
       preprocess: per-layer preprocessing applied to every layer of both sides after input validation and before
         the metric (and before any permutation or resample, which re-use the preprocessed layers): ``"none"``
         (default, ``align.preprocess.DEFAULT_PREPROCESS``), ``"center"``, ``"zscore"``, ``"clip(q=0.95)"``,
@@ -60,46 +75,144 @@ def pairwise(metric, Xs, Ys, *, align_by_id: bool = False, direction: str | None
         training fold by the metric itself. Recorded as ``LayerGrid.preprocess``.
       progress: show a progress bar with the time left (scoring, permutations, resamples) on standard error;
         None (default): when standard error is a terminal or ``ALIGN_PROGRESS=1`` (see ``align.engine._progress``).
-      **kwargs: the metric's keyword arguments (override those of a spec string).
 
     Returns:
-      A :class:`LayerGrid`: ``scores[i, j]`` for x layer i and y layer j (a dict of two such arrays,
-      ``"x_to_y"`` and ``"y_to_x"``, for an asymmetric metric), plus ``p_value``/``null_mean``/``null_std`` and
-      ``ci_low``/``ci_high`` in ``.stats`` when requested, and any per-pair outputs the metric reports beside its
-      score (linear predictivity: ``alpha_median``, ``alpha_low_share``, ``alpha_high_share``).
+      A :class:`LayerGrid`: ``scores[direction][i, j]`` for x layer i and y layer j (direction ``"symmetric"``, or
+      ``"x_to_y"`` and ``"y_to_x"`` for an asymmetric metric); with ``n_perm``, ``p_value``, ``p_bh``,
+      ``p_maxstat``, ``null_mean``, ``null_std`` in ``.stats[direction]``; with ``n_boot``, ``ci_low``/``ci_high``;
+      and any per-pair outputs the metric reports beside its score (linear predictivity: ``alpha_median``,
+      ``alpha_low_share``, ``alpha_high_share``).
 
     Raises:
       MetricInputError: a layer with non-finite values, too few stimuli, or row counts that differ.
       StoreMismatchError: two stores with different stimulus orders and ``align_by_id=False``.
-      ValueError: unknown metric or keyword argument, bad hyper-parameter, bad preprocessing spec (e.g.
-        ``pca(k)`` with k above a layer's min(n, d); ``align.preprocess.PreprocessError``).
+      ValueError: unknown metric or keyword argument, bad hyper-parameter, ``ci`` outside (0, 1), a negative count,
+        bad preprocessing spec (e.g. ``pca(k)`` with k above a layer's min(n, d);
+        ``align.preprocess.PreprocessError``).
     """
-    plan = _plan(metric, Xs, Ys, kwargs=kwargs, align_by_id=align_by_id, direction=direction,
-                 chunk_size=chunk_size, preprocess=preprocess)
-    constant = _constant_layers(plan, constant_layers)
-    grid = _with_stats(plan, null=null, ci=ci, ci_level=ci_level, seed=stats_seed, batch_size=batch_size,
-                       batched=batched, progress=progress)
-    return _checked(plan, _mask_constant(grid, *constant))
+    return _score_grid(metric, Xs, Ys, within=False, metric_kwargs=metric_kwargs, n_perm=n_perm, n_boot=n_boot,
+                       ci=ci, seed=seed, align_by_id=align_by_id, direction=direction, chunk_size=chunk_size,
+                       batch_size=batch_size, batched=batched, constant_layers=constant_layers,
+                       preprocess=preprocess, progress=progress)
 
 
-def pairwise_within(metric, Xs, *, direction: str | None = None, chunk_size: int | None = None, null: int = 0,
-                    ci: int = 0, ci_level: float = 0.95, stats_seed: int = 0, batch_size: int | None = None,
-                    batched: bool = True, constant_layers: str = "error", preprocess: str = DEFAULT_PREPROCESS,
-                    progress: bool | None = None, **kwargs) -> LayerGrid:
+def pairwise_within(metric, Xs, *, metric_kwargs: Mapping[str, Any] | None = None, n_perm: int = 0, n_boot: int = 0,
+                    ci: float = 0.95, seed: int = 0, direction: str | None = None, chunk_size: int | None = None,
+                    batch_size: int | None = None, batched: bool = True, constant_layers: str = "error",
+                    preprocess: str = DEFAULT_PREPROCESS, progress: bool | None = None) -> LayerGrid:
     """Every pair of layers of ONE model (``[L, L]``), preparing each layer once.
 
-    Same arguments as :func:`pairwise` without ``Ys``. For an asymmetric metric ``y_to_x`` is the transpose of
-    ``x_to_y`` (the same numbers; nothing is filled in by symmetry).
+    Same arguments as :func:`pairwise` without ``Ys`` and ``align_by_id`` (the same function with the model against
+    itself). For an asymmetric metric ``y_to_x`` is the transpose of ``x_to_y`` (the same numbers; nothing is
+    filled in by symmetry). ``p_bh`` and ``p_maxstat`` are taken over every cell of the ``[L, L]`` grid, diagonal
+    and both triangles included.
     """
-    plan = _plan(metric, Xs, None, kwargs=kwargs, direction=direction, chunk_size=chunk_size, within=True,
-                 preprocess=preprocess)
-    constant = _constant_layers(plan, constant_layers)
-    grid = _with_stats(plan, null=null, ci=ci, ci_level=ci_level, seed=stats_seed, batch_size=batch_size,
-                       batched=batched, progress=progress)
-    return _checked(plan, _mask_constant(grid, *constant))
+    return _score_grid(metric, Xs, None, within=True, metric_kwargs=metric_kwargs, n_perm=n_perm, n_boot=n_boot,
+                       ci=ci, seed=seed, align_by_id=False, direction=direction, chunk_size=chunk_size,
+                       batch_size=batch_size, batched=batched, constant_layers=constant_layers,
+                       preprocess=preprocess, progress=progress)
 
 
-def _constant_layers(plan: _Plan, mode: str) -> tuple[list[int], list[int]]:
+def permutation_null(metric, Xs, Ys, *, n_perm: int = 1000, seed: int = 0,
+                     metric_kwargs: Mapping[str, Any] | None = None, align_by_id: bool = False,
+                     direction: str | None = None, chunk_size: int | None = None, batch_size: int | None = None,
+                     constant_layers: str = "error", preprocess: str = DEFAULT_PREPROCESS,
+                     progress: bool | None = None, return_null: bool = False):
+    """Permutation test of every layer pair: how often a random re-pairing of stimuli scores as high.
+
+    Args:
+      metric, Xs, Ys, metric_kwargs, align_by_id, direction, chunk_size, constant_layers, preprocess, progress: as
+        :func:`align.engine.pairwise`.
+      n_perm: number of random permutations of the stimulus pairing (the rows of Y; for an asymmetric metric the
+        rows of each direction's target), the same permutations for every layer pair.
+      seed: NumPy seed of the permutations: permutation k re-orders the rows by
+        ``np.random.default_rng(seed).permuted(np.tile(np.arange(n), (n_perm, 1)), axis=1)[k]``. (A metric's own
+        ``seed`` -- linear_predictivity's fold shuffling -- goes in ``metric_kwargs``.)
+      batch_size: permutations per compiled step (vmapped; memory grows with it). Default 8.
+      return_null: also return the null samples.
+
+    Returns:
+      A :class:`LayerGrid` with the observed scores and, per direction in ``.stats``: ``p_value`` (one-sided,
+      ``(1 + #{null >= observed}) / (1 + n_perm)``, ``<=`` for distances), ``p_bh`` (Benjamini-Hochberg adjusted
+      over the direction's cells), ``p_maxstat`` (family-wise: the max, for distances the min, over the direction's
+      cells of each permutation's null, compared with each cell), ``null_mean`` and ``null_std``
+      (:mod:`align.stats`). With ``return_null``, ``(grid, null)`` where ``null`` is ``{direction: [n_perm, Lx,
+      Ly]}``, the statistic of every cell under each permutation (NaN at constant layers), from which every p above
+      is computed.
+    """
+    null: dict = {}
+    grid = _score_grid(metric, Xs, Ys, within=False, metric_kwargs=metric_kwargs, n_perm=n_perm, n_boot=0,
+                       ci=0.95, seed=seed, align_by_id=align_by_id, direction=direction, chunk_size=chunk_size,
+                       batch_size=batch_size, batched=True, constant_layers=constant_layers, preprocess=preprocess,
+                       progress=progress, null_out=null)
+    return (grid, null) if return_null else grid
+
+
+def bootstrap_ci(metric, Xs, Ys, *, n_boot: int = 1000, ci: float = 0.95, seed: int = 0,
+                 metric_kwargs: Mapping[str, Any] | None = None, align_by_id: bool = False,
+                 direction: str | None = None, chunk_size: int | None = None, batch_size: int | None = None,
+                 constant_layers: str = "error", preprocess: str = DEFAULT_PREPROCESS,
+                 progress: bool | None = None) -> LayerGrid:
+    """Bootstrap confidence interval of every layer pair's score (stimuli resampled with replacement).
+
+    Args:
+      metric, Xs, Ys, metric_kwargs, align_by_id, direction, chunk_size, constant_layers, preprocess, progress: as
+        :func:`align.engine.pairwise`.
+      n_boot: number of resamples (the same resampled rows for X and Y, and for every layer pair).
+      ci: coverage of the percentile interval, in (0, 1).
+      seed: NumPy seed of the resamples.
+      batch_size: resamples per compiled step. Default 8.
+
+    Returns:
+      A :class:`LayerGrid` with the observed scores and ``ci_low``/``ci_high`` per direction in ``.stats``.
+      Duplicated stimuli bias kNN metrics and cross-validated ones (see :mod:`align.engine._stats`).
+    """
+    return _score_grid(metric, Xs, Ys, within=False, metric_kwargs=metric_kwargs, n_perm=0, n_boot=n_boot, ci=ci,
+                       seed=seed, align_by_id=align_by_id, direction=direction, chunk_size=chunk_size,
+                       batch_size=batch_size, batched=True, constant_layers=constant_layers, preprocess=preprocess,
+                       progress=progress)
+
+
+def check_counts(n_perm, n_boot, ci) -> tuple[int, int, float]:
+    """``(n_perm, n_boot, ci)`` checked: non-negative integer counts, ``ci`` a coverage level in (0, 1)."""
+    for name, v in (("n_perm", n_perm), ("n_boot", n_boot)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+            raise ValueError(f"{name} must be an integer >= 0 (0: none), got {v!r}")
+    if isinstance(ci, bool) or not isinstance(ci, (float, int, np.floating, np.integer)) or not 0.0 < ci < 1.0:
+        raise ValueError(f"ci is the coverage of the bootstrap interval, in (0, 1) (e.g. 0.95), got {ci!r}; the "
+                         "number of resamples is n_boot")
+    return int(n_perm), int(n_boot), float(ci)
+
+
+def _score_grid(metric, Xs, Ys, *, within, metric_kwargs, n_perm, n_boot, ci, seed, align_by_id, direction,
+                chunk_size, batch_size, batched, constant_layers, preprocess, progress, null_out=None) -> LayerGrid:
+    """The one body of :func:`pairwise` (``within=False``) and :func:`pairwise_within` (``within=True``)."""
+    n_perm, n_boot, ci = check_counts(n_perm, n_boot, ci)
+    plan = make_plan(metric, Xs, Ys, metric_kwargs=metric_kwargs, align_by_id=align_by_id, direction=direction,
+                     chunk_size=chunk_size, within=within, preprocess=preprocess)
+    cx, cy = _constant_layers(plan, constant_layers)
+    aux: dict = {}
+    scores = {d: _masked(v, cx, cy) for d, v in observed(plan, batched=batched, aux=aux, progress=progress).items()}
+    stats: dict[str, dict[str, np.ndarray]] = {d: {} for d in scores}
+    for name, per_direction in aux.items():
+        for d, grid in per_direction.items():
+            stats[d][name] = grid
+    if n_perm:
+        null = null_distribution(plan, permutations(plan.n, n_perm, seed), batch_size, progress)
+        null = {d: _masked(v, cx, cy) for d, v in null.items()}  # constant cells take no part in p_bh, p_maxstat
+        for d, s in null_summary(null, scores, plan.metric.higher_is_more_aligned).items():
+            stats[d].update(s)
+        if null_out is not None:
+            null_out.update(null)
+    if n_boot:
+        dist = bootstrap_distribution(plan, bootstrap_rows(plan.n, n_boot, seed), batch_size, progress)
+        for d, s in interval_summary(dist, ci).items():
+            stats[d].update(s)
+    grid = grid_result(plan, scores, stats, n_perm=n_perm, n_boot=n_boot, ci_level=ci)
+    return _checked(plan, _mask_constant(grid, cx, cy))
+
+
+def _constant_layers(plan: Plan, mode: str) -> tuple[list[int], list[int]]:
     """Indices of the x and y layers whose rows are all identical; raises for ``mode="error"``."""
     if mode not in ("error", "skip"):
         raise ValueError(f"constant_layers must be 'error' or 'skip', got {mode!r}")
@@ -116,7 +229,7 @@ def _constant_layers(plan: _Plan, mode: str) -> tuple[list[int], list[int]]:
     return found[0], found[1]
 
 
-def _checked(plan: _Plan, grid: LayerGrid) -> LayerGrid:
+def _checked(plan: Plan, grid: LayerGrid) -> LayerGrid:
     """``grid``, after the metric's ``check_outputs`` saw its auxiliary outputs (constant layers already NaN, so
     they raise no warning)."""
     aux = {name: {d: per[name] for d, per in grid.stats.items() if name in per} for name in AUX_NAMES}
@@ -126,78 +239,22 @@ def _checked(plan: _Plan, grid: LayerGrid) -> LayerGrid:
     return grid
 
 
+def _masked(a, cx: list[int], cy: list[int]) -> np.ndarray:
+    """``a`` (``[..., Lx, Ly]``) with every cell of a constant layer set to NaN (a copy when there are any)."""
+    if not cx and not cy:
+        return a
+    a = np.array(a, dtype=float, copy=True)
+    a[..., cx, :] = np.nan
+    a[..., cy] = np.nan
+    return a
+
+
 def _mask_constant(grid: LayerGrid, cx: list[int], cy: list[int]) -> LayerGrid:
     """Set every score and statistic involving a constant layer to NaN and record those layers on the grid."""
     if not cx and not cy:
         return grid
-
-    def masked(a):
-        a = np.array(a, dtype=float, copy=True)
-        a[cx, ...] = np.nan
-        a[:, cy, ...] = np.nan
-        return a
-
-    scores = {d: masked(v) for d, v in grid.scores.items()} if isinstance(grid.scores, dict) else masked(grid.scores)
-    stats = {d: {k: masked(v) for k, v in per.items()} for d, per in grid.stats.items()}
+    scores = {d: _masked(v, cx, cy) for d, v in grid.scores.items()}
+    stats = {d: {k: _masked(v, cx, cy) for k, v in per.items()} for d, per in grid.stats.items()}
     return dataclasses.replace(grid, scores=scores, stats=stats,
                                constant_x=tuple(grid.layers_x[i] for i in cx),
                                constant_y=tuple(grid.layers_y[i] for i in cy))
-
-
-def _with_stats(plan: _Plan, *, null, ci, ci_level, seed, batch_size, batched, progress=None) -> LayerGrid:
-    aux: dict = {}
-    scores = _observed(plan, batched=batched, aux=aux, progress=progress)
-    stats: dict[str, dict[str, np.ndarray]] = {d: {} for d in scores}
-    for name, per_direction in aux.items():
-        for d, grid in per_direction.items():
-            stats[d][name] = grid
-    if null:
-        for d, s in _stats.null_summary(plan, scores, int(null), seed, batch_size, progress).items():
-            stats[d].update(s)
-    if ci:
-        for d, s in _stats.bootstrap_summary(plan, int(ci), ci_level, seed, batch_size, progress).items():
-            stats[d].update(s)
-    return _grid_result(plan, scores, stats, n_perm=int(null or 0), n_boot=int(ci or 0), ci_level=ci_level)
-
-
-def permutation_null(metric, Xs, Ys, n_perm: int = 1000, seed: int = 0, *, align_by_id: bool = False,
-                     direction: str | None = None, chunk_size: int | None = None, batch_size: int | None = None,
-                     progress: bool | None = None, **kwargs) -> LayerGrid:
-    """Permutation test of every layer pair: how often a random re-pairing of stimuli scores as high.
-
-    Args:
-      metric, Xs, Ys, align_by_id, direction, chunk_size, progress: as :func:`align.engine.pairwise`.
-      n_perm: number of random permutations of the stimulus pairing (the rows of Y; for an asymmetric metric the
-        rows of each direction's target), the same permutations for every layer pair.
-      seed: NumPy seed of the permutations. (A metric's own ``seed`` -- linear_predictivity's fold shuffling --
-        goes in the spec string, e.g. ``"linear_predictivity(seed=1)"``.)
-      batch_size: permutations per compiled step (vmapped; memory grows with it). Default 8.
-      **kwargs: the metric's keyword arguments.
-
-    Returns:
-      A :class:`LayerGrid` with the observed scores and, per direction, ``p_value`` (one-sided,
-      ``(1 + #{null >= observed}) / (1 + n_perm)``), ``null_mean`` and ``null_std`` in ``.stats``.
-    """
-    return pairwise(metric, Xs, Ys, align_by_id=align_by_id, direction=direction, chunk_size=chunk_size,
-                    null=n_perm, stats_seed=seed, batch_size=batch_size, progress=progress, **kwargs)
-
-
-def bootstrap_ci(metric, Xs, Ys, n_boot: int = 1000, ci: float = 0.95, seed: int = 0, *, align_by_id: bool = False,
-                 direction: str | None = None, chunk_size: int | None = None, batch_size: int | None = None,
-                 progress: bool | None = None, **kwargs) -> LayerGrid:
-    """Bootstrap confidence interval of every layer pair's score (stimuli resampled with replacement).
-
-    Args:
-      metric, Xs, Ys, align_by_id, direction, chunk_size, progress: as :func:`align.engine.pairwise`.
-      n_boot: number of resamples (the same resampled rows for X and Y, and for every layer pair).
-      ci: coverage of the percentile interval.
-      seed: NumPy seed of the resamples.
-      batch_size: resamples per compiled step. Default 8.
-      **kwargs: the metric's keyword arguments.
-
-    Returns:
-      A :class:`LayerGrid` with the observed scores and ``ci_low``/``ci_high`` per direction in ``.stats``.
-      Duplicated stimuli bias kNN metrics and cross-validated ones (see the module docstring).
-    """
-    return pairwise(metric, Xs, Ys, align_by_id=align_by_id, direction=direction, chunk_size=chunk_size,
-                    ci=n_boot, ci_level=ci, stats_seed=seed, batch_size=batch_size, progress=progress, **kwargs)

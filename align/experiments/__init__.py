@@ -1,4 +1,4 @@
-"""Experiments: each a config -> long-form results table."""
+"""Experiments: each a config -> long-form results table, run through one driver (``Plan``, ``run_plans``)."""
 
 from align.experiments._layerwise import RunOutputs
 from align.experiments._layerwise import run
@@ -8,20 +8,27 @@ from align.experiments._layerwise import score_pair
 from align.experiments._pairing import paired_layers
 from align.experiments._preflight import PreflightReport
 from align.experiments._preflight import preflight
-from align.experiments._layerwise import label_grid
+from align.experiments._rows import label_grid
+from align.experiments._driver import Cell
+from align.experiments._driver import Pair
+from align.experiments._driver import Plan
+from align.experiments._driver import run_plans
+from align.experiments._peaks import Peak
+from align.experiments._peaks import find_peaks
+from align.experiments._peaks import read_peaks
 from align.experiments._experiment import layerwise_peak_null
 from align.experiments._experiment import run_experiment
 from align.experiments._perturbation import run_perturbation
 from align.experiments._perturbation import masked_stimuli
-from align.experiments._perturbation import peak_statistic
+from align.experiments._paired import peak_statistic
 from align.experiments._heldout import heldout_paired_difference
 from align.experiments._aggregation import run_aggregation
 from align.experiments._aggregation import derangement
 from align.experiments._aggregation import mean_of_first
 from align.experiments._preference import run_preference
 from align.experiments._preference import contrast_scores
-from align.experiments._preference import contrast_summary
-from align.experiments._preference import ridge_fit
-from align.experiments._preference import ScoredPairs
 from align.experiments._preference import direction_scores
-from align.experiments._preference import scored_caption_pairs
+from align.experiments._contrasts import ContrastItems
+from align.experiments._contrasts import ScoredPairs
+from align.experiments._contrasts import contrast_items
+from align.experiments._contrasts import scored_caption_pairs

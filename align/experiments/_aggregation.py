@@ -33,20 +33,20 @@ import numpy as np
 import pandas as pd
 
 from align.config import RunConfig
-from align.experiments._jobs import cached_job
-from align.experiments._jobs import direction_peaks
-from align.experiments._jobs import job_key
-from align.experiments._jobs import open_stores
-from align.experiments._jobs import pair_key
-from align.experiments._jobs import read_peaks
-from align.experiments._jobs import relative_depth
-from align.experiments._jobs import rows_by_id
-from align.experiments._jobs import store_identity
-from align.experiments._jobs import write_exclusions
+from align.experiments._driver import Pair
+from align.experiments._driver import Plan
+from align.experiments._driver import job_key
+from align.experiments._driver import print_log
+from align.experiments._driver import run_plans
+from align.experiments._driver import store_identity
+from align.experiments._driver import write_exclusions
+from align.experiments._paired import peak_statistic
+from align.experiments._peaks import direction_peaks
+from align.experiments._peaks import required_peaks
+from align.experiments._rows import label_grid
+from align.experiments._rows import label_rows
 
-
-def _log_default(msg: str) -> None:
-    print(msg, flush=True)
+CONTROLS = ("matched", "shuffled")
 
 
 def derangement(n: int, seed: int) -> np.ndarray:
@@ -103,96 +103,101 @@ def image_members(stimuli, k_max: int) -> tuple[list[str], list[list[str]], list
     return kept, [groups[g][:k_max] for g in kept], short
 
 
-def _single(i, j, d, stat, k, control) -> dict:
-    return {"direction": d, "layer_x": i, "layer_y": j, "k": k, "control": control, **stat}
+@dataclasses.dataclass(eq=False)
+class AggregatedPair(Pair):
+    """A store pair whose units are aggregated: ``x_of(layer, k, units)`` / ``y_of(...)`` give the ``[n_units, d]``
+    rows of a layer at k (``units`` None = matched, else the shuffled group of each unit)."""
+
+    x_of: Callable = None
+    y_of: Callable = None
+    n_units: int = 0
+    unit_key: str = ""
+
+    def layers(self, k: int, control: str, shuffled: np.ndarray):
+        units = None if control == "matched" else shuffled
+        return self.load((k, control), lambda: (
+            [self.x_of(l, k, units) for l in range(self.vision.n_layers)],
+            [self.y_of(l, k, units) for l in range(self.language.n_layers)]))
 
 
-def _aggregate_pair(cfg: RunConfig, *, vision, language, side: str, x_of, y_of, n_units: int, unit_key: str,
-                    dataset: str, peaks: dict | None, out: Path, log) -> list[pd.DataFrame]:
-    """All jobs of one (vision store, caption store) pair: ``x_of(layer, k, units)`` / ``y_of(...)`` give the
-    ``[n_units, d]`` rows of a layer at k (``units`` None = matched, else the shuffled group of each unit)."""
-    from align.engine import pairwise
-    from align.experiments._layerwise import label_grid
-    from align.experiments._perturbation import peak_statistic
-
+def aggregate(cfg: RunConfig, pairs: list[AggregatedPair], *, side: str, dataset: str, peaks: list | None,
+              log: Callable[[str], None]) -> list[pd.DataFrame]:
+    """Every job of one side (``"captions"`` or ``"images"``): per pair and metric, the grids per k and control
+    (``experiment.grid_metrics``; the matched k = 1 grid also for the others when it gives the peaks) and the
+    peak statistics."""
     ex = cfg.experiment
-    (preprocess,) = cfg.score.preprocess_options  # one option (validated)
     grid_metrics = cfg.score.metrics if ex.grid_metrics is None else ex.grid_metrics
-    shuffled = derangement(n_units, ex.seed)
     fingerprint = cfg.fingerprint("stimuli", "models", "extract", "score", "experiment")
-    cache: dict = {}
+    base = {"quantity": "score", "aggregated": side, "config_fingerprint": fingerprint}
 
-    def layers(k, control):
-        if (k, control) not in cache:
-            units = None if control == "matched" else shuffled
-            cache[(k, control)] = ([x_of(l, k, units) for l in range(vision.n_layers)],
-                                   [y_of(l, k, units) for l in range(language.n_layers)])
-        return cache[(k, control)]
+    def common(cell):
+        pair = cell.pair
+        return dict(x=store_identity(pair.vision), y=store_identity(pair.language), units=pair.unit_key, side=side,
+                    metric=cell.metric, seed=ex.seed, preprocess=cell.preprocess)
 
-    frames = []
-    for metric in cfg.score.metrics:
-        pkey = pair_key(vision, language, metric)
-        common = dict(x=store_identity(vision), y=store_identity(language), units=unit_key, side=side,
-                      metric=metric, seed=ex.seed, preprocess=preprocess)
-        base = {"quantity": "score", "aggregated": side, "config_fingerprint": fingerprint}
-        grid_rows = {}
-        if metric in grid_metrics or peaks is None:
-            for k in range(1, ex.k_max + 1):
-                for control in ("matched", "shuffled"):
-                    if metric not in grid_metrics and (k, control) != (1, "matched"):
-                        continue
+    def grids(metric):
+        if metric in grid_metrics:
+            return [(k, c) for k in range(1, ex.k_max + 1) for c in CONTROLS]
+        return [(1, "matched")] if peaks is None else []
 
-                    def grid(k=k, control=control):
-                        xs, ys = layers(k, control)
-                        return label_grid(pairwise(metric, xs, ys, constant_layers="skip", preprocess=preprocess).to_frame(), vision, language, metric,
-                                          caption="mean", experiment="aggregation",
-                                          extra={**base, "k": k, "control": control, "dataset": dataset})
+    def grid(cell, done):
+        from align.engine import pairwise
 
-                    label = f"{side} k={k} {control}: {pkey[0]}({pkey[1]}) x {pkey[2]}({pkey[3]}) {metric}"
-                    grid_rows[(k, control)] = cached_job(out / f"{job_key(kind='grid', k=k, control=control, **common)}.parquet",
-                                                         grid, label=label, log=log)
-            frames += list(grid_rows.values())
+        (k, control), pair = cell.condition, cell.pair
+        scores = pairwise(cell.metric, *pair.layers(k, control, derangement(pair.n_units, ex.seed)),
+                          constant_layers="skip", preprocess=cell.preprocess)
+        return label_grid(scores.to_frame(), pair.vision, pair.language, cell.metric, caption="mean",
+                          experiment="aggregation", extra={**base, "k": k, "control": control, "dataset": dataset})
+
+    def at(cell, done) -> dict:
         if peaks is None:
-            first = grid_rows[(1, "matched")]
-            at = direction_peaks(first)
-        else:
-            at = {k[5]: v for k, v in peaks.items() if k[:5] == pkey}
-            if not at:
-                raise ValueError(f"experiment.peaks_from has no peak for {pkey}; run the layerwise config with the "
-                                 f"same models and metrics")
+            return {d: p.layers for d, p in direction_peaks(done[cell.of("grid", (1, "matched"))]).items()}
+        return {d: p.layers for d, p in required_peaks(peaks, cell.pair.vision, cell.pair.language,
+                                                        cell.metric).items()}
 
-        def stats():
-            rows = []
-            for d, (i, j) in sorted(at.items()):
-                for control in ("matched", "shuffled"):
-                    xs1, ys1 = layers(1, control)
-                    for k in range(1, ex.k_max + 1):
-                        xs, ys = layers(k, control)
-                        # intervals at every k > 1; the swap test (the finding's p-value) at k = k_max only
-                        stat = peak_statistic(metric, xs, ys, xs1, ys1, i, j, d, dataclasses.replace(
-                            ex, n_perm=ex.n_perm if k == ex.k_max else 0, n_boot=ex.n_boot if k > 1 else 0),
-                            preprocess=preprocess)
-                        rows.append(_single(i, j, d, stat, k, control))
-            frame = pd.DataFrame(rows)
-            frame["rel_depth_x"] = [relative_depth(i, vision.n_layers) for i in frame["layer_x"]]
-            frame["rel_depth_y"] = [relative_depth(j, language.n_layers) for j in frame["layer_y"]]
-            return label_grid(frame, vision, language, metric, caption="mean", experiment="aggregation",
-                              extra={**base, "quantity": "peak_difference", "dataset": dataset})
+    def stats(cell, done):
+        pair, shuffled, rows = cell.pair, derangement(cell.pair.n_units, ex.seed), []
+        for d, (i, j) in sorted(at(cell, done).items()):
+            for control in CONTROLS:
+                xs1, ys1 = pair.layers(1, control, shuffled)
+                for k in range(1, ex.k_max + 1):
+                    xs, ys = pair.layers(k, control, shuffled)
+                    # intervals at every k > 1; the swap test (the finding's p-value) at k = k_max only
+                    stat = peak_statistic(cell.metric, xs, ys, xs1, ys1, i, j, d,
+                                          n_perm=ex.n_perm if k == ex.k_max else 0,
+                                          n_boot=ex.n_boot if k > 1 else 0, ci=ex.ci, seed=ex.seed,
+                                          preprocess=cell.preprocess)
+                    rows.append({"direction": d, "layer_x": i, "layer_y": j, "k": k, "control": control, **stat})
+        return label_rows(rows, pair.vision, pair.language, cell.metric, caption="mean", experiment="aggregation",
+                          extra={**base, "quantity": "peak_difference", "dataset": dataset})
 
-        key = job_key(kind="peak", at=sorted(at.items()), k_max=ex.k_max, n_perm=ex.n_perm, n_boot=ex.n_boot,
-                      ci=ex.ci, **common)
-        frames.append(cached_job(out / f"{key}.parquet", stats, log=log,
-                                 label=f"{side} peak statistics: {pkey[0]}({pkey[1]}) x {pkey[2]}({pkey[3]}) {metric}"))
-    return frames
+    def peak_key(cell, done):  # the peak layers key the job: the matched k = 1 grid before it gives them
+        return dict(kind="peak", at=sorted(at(cell, done).items()), k_max=ex.k_max, n_perm=ex.n_perm,
+                    n_boot=ex.n_boot, ci=ex.ci, **common(cell))
+
+    def grid_key(cell, done):
+        return dict(kind="grid", k=cell.condition[0], control=cell.condition[1], **common(cell))
+
+    def label(cell):
+        what = "k={} {}".format(*cell.condition) if cell.step == "grid" else "peak statistics"
+        return f"{side} {what}: {cell.pair.label} {cell.metric}"
+
+    plans = [Plan("grid", "aggregation", grid_key, grid, conditions=grids, label=label),
+             Plan("peak", "aggregation", peak_key, stats, label=label)]
+    return list(run_plans(plans, pairs, cfg.score.metrics, cfg.score.preprocess_options, out=cfg.output_dir,
+                          log=log).values())
 
 
-def run_aggregation(cfg: RunConfig, *, progress: bool = True, log: Callable[[str], None] = _log_default) -> Path:
+def run_aggregation(cfg: RunConfig, *, progress: bool = True, log: Callable[[str], None] = print_log) -> Path:
     """Run an aggregation config; returns the path of the combined results table."""
     from align.experiments._layerwise import activation_root
     from align.experiments._layerwise import run_extract
     from align.experiments._pairing import caption_rows
     from align.experiments._pairing import reduce_rows
+    from align.experiments._peaks import read_peaks
     from align.experiments._stimuli_from_config import stimuli_from_config
+    from align.experiments._stores import open_stores
+    from align.experiments._stores import rows_by_id
     from align.results import write_results
 
     ex = cfg.experiment
@@ -200,11 +205,11 @@ def run_aggregation(cfg: RunConfig, *, progress: bool = True, log: Callable[[str
     log(f"stimuli: {stimuli.name} ({len(stimuli)} images)")
     peaks = (read_peaks(ex.peaks_from, stimuli.name, log=log, preprocess=cfg.score.preprocess_options[0])
              if ex.peaks_from else None)
-    out = cfg.output_dir / "aggregation"
     frames, exclusions = [], {}
     if "captions" in ex.aggregate:
         every_caption = dataclasses.replace(cfg, score=dataclasses.replace(cfg.score, caption="mean"))
         vision, language = open_stores(run_extract(every_caption, stimuli, progress=progress, log=log))
+        pairs = []
         for vs in vision.values():
             for ls in language.values():
                 kept, members, short = caption_members(ls, list(vs.stimulus_ids), ex.k_max)
@@ -213,11 +218,11 @@ def run_aggregation(cfg: RunConfig, *, progress: bool = True, log: Callable[[str
                 if short:
                     log(f"  captions: {len(short)} images have fewer than {ex.k_max} captions and are left out")
                 image_rows = rows_by_id(vs, kept)
-                frames += _aggregate_pair(
-                    cfg, vision=vs, language=ls, side="captions", n_units=len(kept), unit_key=job_key(ids=kept),
+                pairs.append(AggregatedPair(
+                    vs, ls, n_units=len(kept), unit_key=job_key(ids=kept),
                     x_of=lambda l, k, units, vs=vs, rows=image_rows: vs.layer(l)[rows],
-                    y_of=lambda l, k, units, ls=ls, m=members: mean_of_first(ls.layer(l), m, k, units),
-                    dataset=stimuli.name, peaks=peaks, out=out, log=log)
+                    y_of=lambda l, k, units, ls=ls, m=members: mean_of_first(ls.layer(l), m, k, units)))
+        frames += aggregate(cfg, pairs, side="captions", dataset=stimuli.name, peaks=peaks, log=log)
     if "images" in ex.aggregate:
         groups, member_ids, short = image_members(stimuli, ex.k_max)
         exclusions["images"] = {"n_in": len(groups) + len(short), "n_out": len(groups),
@@ -225,20 +230,20 @@ def run_aggregation(cfg: RunConfig, *, progress: bool = True, log: Callable[[str
         if short:
             log(f"  images: {len(short)} groups have fewer than {ex.k_max} images and are left out")
         vision, language = open_stores(run_extract(cfg, stimuli, progress=progress, log=log))
+        firsts = [ids[0] for ids in member_ids]
+        pairs = []
         for vs in vision.values():
             members = np.stack([rows_by_id(vs, ids) for ids in member_ids])
             for ls in language.values():
-                firsts = [ids[0] for ids in member_ids]
                 kept, cap_rows = caption_rows(ls, firsts, cfg.score.caption, align_by_id=True)
                 if kept != firsts:
                     raise ValueError(f"{ls.path} lacks the captions of {len(firsts) - len(kept)} groups' first images")
-                frames += _aggregate_pair(
-                    cfg, vision=vs, language=ls, side="images", n_units=len(groups), unit_key=job_key(ids=groups),
+                pairs.append(AggregatedPair(
+                    vs, ls, n_units=len(groups), unit_key=job_key(ids=groups),
                     x_of=lambda l, k, units, vs=vs, m=members: mean_of_first(vs.layer(l), m, k, units),
-                    y_of=lambda l, k, units, ls=ls, rows=cap_rows: reduce_rows(ls.layer(l), rows),
-                    dataset=stimuli.name, peaks=peaks, out=out, log=log)
+                    y_of=lambda l, k, units, ls=ls, rows=cap_rows: reduce_rows(ls.layer(l), rows)))
+        frames += aggregate(cfg, pairs, side="images", dataset=stimuli.name, peaks=peaks, log=log)
     if not frames:
         raise ValueError("experiment.aggregate lists nothing to do")
-    cfg.output_dir.mkdir(parents=True, exist_ok=True)
-    write_exclusions(cfg, exclusions)
+    write_exclusions(cfg.output_dir, exclusions)
     return write_results(pd.concat(frames, ignore_index=True), cfg.output_dir / "results.parquet")

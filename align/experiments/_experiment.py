@@ -1,85 +1,73 @@
 """``align experiment CONFIG``: run the experiment named by the config's ``[experiment] kind``.
 
 - ``layerwise``: what ``align run`` does (every layer grid, heatmaps), plus a shuffled-pairing permutation null
-  at the peak layer pair of every (model pair, metric, direction) with ``experiment.n_perm`` permutations
-  (``align.engine.permutation_null``), written to ``<output>/peak_null.parquet`` (``quantity = "peak_null"``).
-  (``score.null`` > 0 computes the null at every layer pair instead, in the main table.)
+  at the peak layer pair of every (model pair, metric, preprocess, direction) with ``experiment.n_perm``
+  permutations (``align.engine.permutation_null``), written to ``<output>/peak_null.parquet``
+  (``quantity = "peak_null"``). (``score.null`` > 0 computes the null at every layer pair instead, in the main
+  table.)
 - ``perturbation``, ``aggregation``, ``preference``: see their modules.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 
 from align.config import RunConfig
-from align.experiments._jobs import JobClock
-from align.experiments._jobs import cached_job
-from align.experiments._jobs import job_key
-from align.experiments._jobs import peak_pairs
-from align.experiments._jobs import relative_depth
-from align.experiments._jobs import store_identity
-
-
-def _log_default(msg: str) -> None:
-    print(msg, flush=True)
+from align.experiments._driver import Plan
+from align.experiments._driver import print_log
+from align.experiments._driver import run_plans
+from align.experiments._driver import store_identity
 
 
 def layerwise_peak_null(cfg: RunConfig, stores: dict, results: Path, *,
-                        log: Callable[[str], None] = _log_default) -> Path:
+                        log: Callable[[str], None] = print_log) -> Path:
     """Permutation null (shuffled image–caption pairing) at each peak layer pair of a layerwise results table."""
     from align.engine import permutation_null
-    from align.experiments._jobs import open_stores
-    from align.experiments._jobs import pair_key
-    from align.experiments._layerwise import label_grid
     from align.experiments._pairing import paired_layers
+    from align.experiments._peaks import find_peaks
+    from align.experiments._peaks import peaks_of
+    from align.experiments._rows import label_rows
+    from align.experiments._stores import open_stores
+    from align.experiments._stores import store_pairs
     from align.results import read_results
     from align.results import write_results
 
     ex = cfg.experiment
-    table = read_results(results)
-    options = cfg.score.preprocess_options
-    # peaks per preprocessing option (each option is its own layer grid)
-    peaks_of = {o: peak_pairs(table[table["preprocess"] == o] if "preprocess" in table.columns else table)
-                for o in options}
-    vision, language = open_stores(stores)
-    frames = []
-    clock = JobClock(len(vision) * len(language) * len(cfg.score.metrics) * len(options))
-    for vs in vision.values():
-        for ls in language.values():
-            loaded = {}
-            for metric, preprocess in itertools.product(cfg.score.metrics, options):
-                peaks = peaks_of[preprocess]
-                at = {k[5]: v for k, v in peaks.items() if k[:5] == pair_key(vs, ls, metric)}
-                key = job_key(kind="peak_null", x=store_identity(vs), y=store_identity(ls), metric=metric,
-                              caption=cfg.score.caption, at=sorted(at.items()), n_perm=ex.n_perm, seed=ex.seed,
-                              preprocess=preprocess)
+    peaks = find_peaks(read_results(results))
 
-                def compute(vs=vs, ls=ls, metric=metric, at=at, preprocess=preprocess):
-                    if not loaded:
-                        loaded["layers"] = paired_layers(vs, ls, cfg.score.caption)[1:]
-                    xs, ys = loaded["layers"]
-                    rows = []
-                    for d, (i, j) in sorted(at.items()):
-                        grid = permutation_null(metric, [xs[i]], [ys[j]], n_perm=ex.n_perm, seed=ex.seed,
-                                                direction=None if d == "symmetric" else d, preprocess=preprocess)
-                        row = grid.to_frame().iloc[0].to_dict()
-                        row.update(layer_x=i, layer_y=j, rel_depth_x=relative_depth(i, vs.n_layers),
-                                   rel_depth_y=relative_depth(j, ls.n_layers))
-                        rows.append(row)
-                    return label_grid(pd.DataFrame(rows), vs, ls, metric, caption=cfg.score.caption,
-                                      extra={"quantity": "peak_null", "n_perm": ex.n_perm})
+    def at(cell) -> dict:
+        found = peaks_of(peaks, cell.pair.vision, cell.pair.language, cell.metric, cell.preprocess)
+        return {d: p.layers for d, p in found.items()}
 
-                label = f"peak null: {vs.meta.get('model')} x {ls.meta.get('model')} {metric} ({preprocess})"
-                frames.append(cached_job(cfg.output_dir / "peak_null" / f"{key}.parquet", compute, label=label,
-                                         log=log, clock=clock))
-    return write_results(pd.concat(frames, ignore_index=True), cfg.output_dir / "peak_null.parquet")
+    def key(cell, done):
+        return dict(kind="peak_null", x=store_identity(cell.pair.vision), y=store_identity(cell.pair.language),
+                    metric=cell.metric, caption=cfg.score.caption, at=sorted(at(cell).items()), n_perm=ex.n_perm,
+                    seed=ex.seed, preprocess=cell.preprocess)
+
+    def compute(cell, done):
+        vs, ls = cell.pair.vision, cell.pair.language
+        xs, ys = cell.pair.load("layers", lambda: paired_layers(vs, ls, cfg.score.caption)[1:])
+        rows = []
+        for d, (i, j) in sorted(at(cell).items()):
+            grid = permutation_null(cell.metric, [xs[i]], [ys[j]], n_perm=ex.n_perm, seed=ex.seed,
+                                    direction=None if d == "symmetric" else d, preprocess=cell.preprocess)
+            row = grid.to_frame().iloc[0].to_dict()
+            row.update(layer_x=i, layer_y=j)
+            rows.append(row)
+        return label_rows(rows, vs, ls, cell.metric, caption=cfg.score.caption, experiment="layerwise",
+                          extra={"quantity": "peak_null", "n_perm": ex.n_perm})
+
+    plan = Plan("peak_null", "peak_null", key, compute,
+                label=lambda cell: f"peak null: {cell.pair.label} {cell.metric} ({cell.preprocess})")
+    done = run_plans([plan], store_pairs(*open_stores(stores)), cfg.score.metrics, cfg.score.preprocess_options,
+                     out=cfg.output_dir, log=log)
+    return write_results(pd.concat(done.values(), ignore_index=True), cfg.output_dir / "peak_null.parquet")
 
 
-def run_experiment(cfg: RunConfig, *, progress: bool = True, log: Callable[[str], None] = _log_default) -> Path:
+def run_experiment(cfg: RunConfig, *, progress: bool = True, log: Callable[[str], None] = print_log) -> Path:
     """Run ``cfg`` according to ``cfg.experiment.kind``; returns the results table it wrote."""
     kind = cfg.experiment.kind
     if kind == "layerwise":

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import itertools
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -19,11 +18,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from align._locks import output_lock
-from align._locks import remove_leftovers
-from align._version import __version__
 from align.config import RunConfig
-from align.experiments._jobs import JobClock
+from align.experiments._driver import Plan
+from align.experiments._driver import job_key
+from align.experiments._driver import print_log
+from align.experiments._driver import run_plans
+from align.experiments._rows import label_grid
 
 DEFAULT_POOLINGS = {"vision": ("cls", "mean"), "language": ("mean",)}
 
@@ -36,10 +36,6 @@ class RunOutputs:
     results: Path | None = None
     heatmaps: list[Path] = dataclasses.field(default_factory=list)
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
-
-
-def _log_default(msg: str) -> None:
-    print(msg, flush=True)
 
 
 def activation_root(cfg: RunConfig) -> Path:
@@ -56,12 +52,11 @@ def caption_selection(caption: str | int) -> str | int:
 
 
 def _store_fingerprint(model: str, dtype: str, stimuli_fp: str, condition: str) -> str:
-    blob = json.dumps({"model": model, "dtype": dtype, "stimuli": stimuli_fp, "condition": condition}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return job_key(model=model, dtype=dtype, stimuli=stimuli_fp, condition=condition)
 
 
 def run_extract(cfg: RunConfig, stimuli, *, condition: str = "original", image_transform=None,
-                progress: bool = True, log: Callable[[str], None] = _log_default) -> dict[tuple[str, str], Path]:
+                progress: bool = True, log: Callable[[str], None] = print_log) -> dict[tuple[str, str], Path]:
     """Extract every model of ``cfg`` on ``stimuli``; returns (model name, pooling) -> finished store path."""
     from align.extract import extract, resolve_model
     from align.preprocess import store_diagnostics
@@ -94,33 +89,27 @@ def run_extract(cfg: RunConfig, stimuli, *, condition: str = "original", image_t
     return stores
 
 
-def _modality(store) -> str:
-    return store.meta.get("modality", "vision")
-
-
 def score_pair(vision, language, metric_spec: str, *, caption="first", null: int = 0,
                experiment: str = "layerwise", extra: dict | None = None,
                preprocess: str | None = None, groups: Mapping[str, str] | None = None) -> pd.DataFrame:
     """Score one (vision store, caption store) pair with one metric over the whole layer grid; long-form rows.
 
-    ``preprocess`` (default ``align.preprocess.DEFAULT_PREPROCESS``) is applied to every layer of both stores
-    before the metric and recorded in the ``preprocess`` column. ``groups`` maps image ids to group labels
-    (``StimulusSet.fold_groups``: copies of one stimulus share a label); a metric with cross-validation folds
-    (linear predictivity) then keeps each group in one fold (``align.data.group_fold_ids``, with the metric's fold
-    count and seed), so copies never sit in both a training and a held-out fold."""
+    ``null`` > 0: that many shuffled-pairing permutations per layer pair (p-values). ``preprocess`` (default
+    ``align.preprocess.DEFAULT_PREPROCESS``) is applied to every layer of both stores before the metric and recorded
+    in the ``preprocess`` column. ``groups`` maps image ids to group labels (``StimulusSet.fold_groups``: copies of
+    one stimulus share a label); a metric with cross-validation folds (linear predictivity) then keeps each group in
+    one fold (``align.stats.kfold_ids`` with ``groups``, the metric's fold count and seed), so copies never sit in
+    both a training and a held-out fold."""
     from align.engine import pairwise
     from align.experiments._pairing import paired_layers
 
     kept, xs, ys = paired_layers(vision, language, caption)
-    kwargs = {"null": null} if null else {}
     folds = grouped_folds(metric_spec, [groups.get(i, i) for i in kept]) if groups else None
-    if folds is not None:
-        kwargs["folds"] = folds
+    options = {} if preprocess is None else {"preprocess": preprocess}
     # a layer that is the same for every stimulus (a ViT's CLS token at the embedding layer) has no alignment:
     # it is scored NaN and said so in the `undefined` column, rather than failing the whole grid
-    if preprocess is not None:
-        kwargs["preprocess"] = preprocess
-    grid = pairwise(metric_spec, xs, ys, constant_layers="skip", **kwargs)
+    grid = pairwise(metric_spec, xs, ys, n_perm=null, metric_kwargs=None if folds is None else {"folds": folds},
+                    constant_layers="skip", **options)
     frame = grid.to_frame()
     frame["undefined"] = undefined_reasons(frame, grid)
     return label_grid(frame, vision, language, metric_spec, caption=caption, experiment=experiment, extra=extra)
@@ -130,20 +119,17 @@ def grouped_folds(metric_spec: str, labels: list[str]):
     """Fold ids ``[n]`` keeping each group of ``labels`` in one fold, for a metric that takes ``folds`` (fold count
     and seed from the spec, else the metric's defaults); None when every label is unique or the metric has no
     folds (its own folds are then used as they are)."""
-    import inspect
-
-    from align.data import group_fold_ids
     from align.engine import resolve_metric
+    from align.stats import kfold_ids
 
     if len(set(labels)) == len(labels):
         return None
     metric, spec_kwargs = resolve_metric(metric_spec)
-    params = inspect.signature(metric.prepare or metric.compare).parameters
-    if "folds" not in params:
+    merged = {**metric.defaults, **spec_kwargs}
+    folds = merged.get("folds")
+    if not isinstance(folds, int) or isinstance(folds, bool):
         return None
-    folds = spec_kwargs.get("folds", params["folds"].default)
-    seed = spec_kwargs.get("seed", params["seed"].default if "seed" in params else 0)
-    return group_fold_ids(labels, folds, seed) if isinstance(folds, int) else None
+    return kfold_ids(len(labels), folds, merged.get("seed", 0), groups=labels)
 
 
 def undefined_reasons(frame: pd.DataFrame, grid) -> list[str]:
@@ -153,81 +139,48 @@ def undefined_reasons(frame: pd.DataFrame, grid) -> list[str]:
             for a, b in zip(frame["layer_name_x"], frame["layer_name_y"])]
 
 
-def label_grid(frame: pd.DataFrame, vision, language, metric_spec: str, *, caption="first",
-               experiment: str = "layerwise", extra: dict | None = None) -> pd.DataFrame:
-    """Add the results-table labels (models, poolings, dataset, condition, layer names) of a (vision store,
-    caption store) pair to the rows of ``LayerGrid.to_frame()``."""
-    frame = frame.copy()
-    frame["metric"] = metric_spec
-    frame["experiment"] = experiment
-    frame["dataset"] = vision.meta.get("stimulus_set")
-    frame["condition"] = f"{vision.meta.get('condition')}|{language.meta.get('condition')}"
-    frame["model_x"], frame["pooling_x"] = vision.meta.get("model"), vision.meta.get("pooling")
-    frame["model_y"], frame["pooling_y"] = language.meta.get("model"), language.meta.get("pooling")
-    frame["layer_name_x"] = [vision.layer_names[i] for i in frame["layer_x"]]
-    frame["layer_name_y"] = [language.layer_names[i] for i in frame["layer_y"]]
-    frame["caption"] = str(caption)
-    frame["version"] = __version__
-    for key, value in (extra or {}).items():
-        frame[key] = value
-    return frame
-
-
 def run_score(cfg: RunConfig, stores: dict[tuple[str, str], Path], *,
-              log: Callable[[str], None] = _log_default, groups: Mapping[str, str] | None = None) -> Path:
-    """Score every (vision, language) store pair with every metric; writes job files and the combined table.
+              log: Callable[[str], None] = print_log, groups: Mapping[str, str] | None = None) -> Path:
+    """Score every (vision, language) store pair with every metric and preprocessing option; writes one job file
+    per (pair, metric, option) under ``<output>/scores/`` and the combined table ``<output>/results.parquet``.
 
     ``groups``: image id -> group label of copies of one stimulus (``StimulusSet.fold_groups``); linear
     predictivity keeps each group in one fold (see ``score_pair``), and the groups key the job files."""
-    from align.results import read_results, write_results
-    from align.store import open_store
+    from align.experiments._stores import open_stores
+    from align.experiments._stores import store_pairs
+    from align.results import write_results
 
-    opened = {key: open_store(path) for key, path in stores.items()}
-    vision = [k for k, s in opened.items() if _modality(s) == "vision"]
-    language = [k for k, s in opened.items() if _modality(s) == "language"]
+    vision, language = open_stores(stores)
     if not vision or not language:
         raise ValueError("a run needs at least one vision model and one language model "
                          f"(got vision: {sorted({k[0] for k in vision})}, language: {sorted({k[0] for k in language})})")
     for probe in cfg.score.probes:
         from align.engine import load_probe
         load_probe(probe)
-    scores_dir = cfg.output_dir / "scores"
-    remove_leftovers(scores_dir, pattern="*.tmp")  # temporaries of killed jobs that no live run is writing
     options = cfg.score.preprocess_options
-    log_dominant_dimensions(opened, options, log=log)
-    jobs = list(itertools.product(vision, language, cfg.score.metrics, options))
-    job_paths = []
-    clock = JobClock(len(jobs))
-    for vk, lk, metric, preprocess in jobs:
-        vs, ls = opened[vk], opened[lk]
-        key = json.dumps({"x": [vs.meta.get("config_fingerprint"), vs.order_hash, vk[1]],
-                          "y": [ls.meta.get("config_fingerprint"), ls.order_hash, lk[1]],
-                          "metric": metric, "caption": cfg.score.caption, "null": cfg.score.null,
-                          "preprocess": preprocess, **_groups_key(groups)}, sort_keys=True)
-        job = hashlib.sha256(key.encode()).hexdigest()[:16]
-        path = scores_dir / f"{job}.parquet"
-        job_paths.append(path)
-        label = f"{vk[0]}({vk[1]}) x {lk[0]}({lk[1]}) {metric}" + (
-            f" preprocess={preprocess}" if len(options) > 1 or preprocess != "none" else "")
-        if path.exists():
-            log(f"  {clock.done()} {label}: exists, skipped")
-            continue
-        # the job's lock: a second run of this config waits for the first's job, then reuses its rows
-        with output_lock(path, log=log):
-            if path.exists():
-                log(f"  {clock.done()} {label}: written by another run, skipped")
-                continue
-            t0 = time.perf_counter()
-            frame = score_pair(vs, ls, metric, caption=cfg.score.caption, null=cfg.score.null,
-                               preprocess=preprocess, groups=groups,
-                               extra={"config_fingerprint": cfg.fingerprint("stimuli", "models", "extract", "score")})
-            write_results(frame, path)
-            seconds = time.perf_counter() - t0
-        log(f"  {clock.done(seconds)} {label}: {vs.n_layers} x {ls.n_layers} layers in {seconds:.1f} s")
-    combined = pd.concat([read_results(p) for p in job_paths], ignore_index=True)
-    out = cfg.output_dir / "results.parquet"
-    write_results(combined, out)
-    return out
+    log_dominant_dimensions({**vision, **language}, options, log=log)
+    fingerprint = cfg.fingerprint("stimuli", "models", "extract", "score")
+
+    def key(cell, done):
+        vs, ls = cell.pair.vision, cell.pair.language
+        return {"x": [vs.meta.get("config_fingerprint"), vs.order_hash, vs.meta.get("pooling")],
+                "y": [ls.meta.get("config_fingerprint"), ls.order_hash, ls.meta.get("pooling")],
+                "metric": cell.metric, "caption": cfg.score.caption, "null": cfg.score.null,
+                "preprocess": cell.preprocess, **_groups_key(groups)}
+
+    def compute(cell, done):
+        return score_pair(cell.pair.vision, cell.pair.language, cell.metric, caption=cfg.score.caption,
+                          null=cfg.score.null, preprocess=cell.preprocess, groups=groups,
+                          extra={"config_fingerprint": fingerprint})
+
+    def label(cell):
+        suffix = f" preprocess={cell.preprocess}" if len(options) > 1 or cell.preprocess != "none" else ""
+        return f"{cell.pair.label} {cell.metric}{suffix}"
+
+    plan = Plan("score", "scores", key, compute, label=label,
+                detail=lambda cell: f"{cell.pair.vision.n_layers} x {cell.pair.language.n_layers} layers")
+    done = run_plans([plan], store_pairs(vision, language), cfg.score.metrics, options, out=cfg.output_dir, log=log)
+    return write_results(pd.concat(done.values(), ignore_index=True), cfg.output_dir / "results.parquet")
 
 
 def _groups_key(groups: Mapping[str, str] | None) -> dict:
@@ -241,7 +194,7 @@ def _groups_key(groups: Mapping[str, str] | None) -> dict:
 RAW_SCALE_OPTIONS = ("none", "center")
 
 
-def log_dominant_dimensions(stores: dict, options, *, log: Callable[[str], None] = _log_default) -> list[str]:
+def log_dominant_dimensions(stores: dict, options, *, log: Callable[[str], None] = print_log) -> list[str]:
     """Say once per store which of its layers a few feature dimensions dominate, when an option in ``options``
     scores raw feature scales (``none``, ``center``); reads each store's diagnostics sidecar (computing it when
     absent). Returns the messages logged."""
@@ -260,7 +213,7 @@ def log_dominant_dimensions(stores: dict, options, *, log: Callable[[str], None]
 
 
 def run(cfg: RunConfig, *, stages=("extract", "score", "plot"), progress: bool = True,
-        log: Callable[[str], None] = _log_default) -> RunOutputs:
+        log: Callable[[str], None] = print_log) -> RunOutputs:
     """Run a config end to end (library entry point of `align run`)."""
     from align.experiments._stimuli_from_config import stimuli_from_config
 

@@ -84,3 +84,18 @@ def paired_layers(vision: ActivationStore, language: ActivationStore, caption: s
         xs = [vision.layer(l) for l in range(vision.n_layers)]
     ys = [reduce_rows(language.layer(l), rows) for l in range(language.n_layers)]
     return kept, xs, ys
+
+
+def aligned_layers(vision: ActivationStore, language: ActivationStore, ids: Sequence[str],
+                   caption: str | int = "first") -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Layers of a (vision store, caption store) pair with rows = ``ids`` in that order (raises naming the ids
+    either store lacks)."""
+    kept, xs, ys = paired_layers(vision, language, caption, align_by_id=True)
+    if kept != list(ids):
+        index = {i: r for r, i in enumerate(kept)}
+        missing = [i for i in ids if i not in index]
+        if missing:
+            raise ValueError(f"{vision.path} / {language.path} lack {len(missing)} stimuli, e.g. {missing[:3]}")
+        rows = np.asarray([index[i] for i in ids])
+        xs, ys = [x[rows] for x in xs], [y[rows] for y in ys]
+    return xs, ys

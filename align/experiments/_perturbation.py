@@ -15,10 +15,9 @@ Per (vision model, language model, metric) the experiment writes, as long-form r
 - ``baseline``: the original grid on the condition's stimuli (one job per stimulus set, shared by conditions);
 - ``score`` and ``difference``: the condition's grid and condition − original per layer pair (for
   ``experiment.grid_metrics``, default every metric);
-- ``peak_difference``: at the original's peak layer pair (per direction), condition − original with a paired
-  statistic over stimuli: ``align.engine.paired_difference`` (condition swaps per stimulus for the p-value,
-  bootstrap interval) for every metric except linear predictivity, which uses the held-out version
-  (``align.experiments._heldout``); ``score_a`` = condition, ``score_b`` = original;
+- ``peak_difference``: at the original's peak layer pair (per direction), condition − original with the metric's
+  paired statistic over stimuli (``align.experiments.peak_statistic``: condition swaps per stimulus for the
+  p-value, bootstrap interval); ``score_a`` = condition, ``score_b`` = original;
 - ``grid_summary``: the mean difference over the whole grid and the fraction of layer pairs that decrease.
 
 Outputs: ``<output>/perturbation/<job>.parquet`` per job, ``<output>/results.parquet`` (all rows) and
@@ -31,27 +30,24 @@ import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from align.config import RunConfig
-from align.experiments._jobs import cached_job
-from align.experiments._jobs import direction_peaks
-from align.experiments._jobs import job_key
-from align.experiments._jobs import open_stores
-from align.experiments._jobs import pair_key
-from align.experiments._jobs import read_peaks
-from align.experiments._jobs import relative_depth
-from align.experiments._jobs import split_by_modality
-from align.experiments._jobs import store_identity
-from align.experiments._jobs import write_exclusions
+from align.experiments._driver import Pair
+from align.experiments._driver import Plan
+from align.experiments._driver import job_key
+from align.experiments._driver import print_log
+from align.experiments._driver import run_plans
+from align.experiments._driver import store_identity
+from align.experiments._driver import write_exclusions
+from align.experiments._paired import peak_statistic
+from align.experiments._peaks import direction_peaks
+from align.experiments._peaks import peaks_of
+from align.experiments._rows import label_grid
+from align.experiments._rows import label_rows
 
 
-def _log_default(msg: str) -> None:
-    print(msg, flush=True)
-
-
-def masked_stimuli(cfg: RunConfig, stimuli, condition, *, log: Callable[[str], None] = _log_default):
+def masked_stimuli(cfg: RunConfig, stimuli, condition, *, log: Callable[[str], None] = print_log):
     """The stimuli a mask condition runs on, and the exclusion report.
 
     When every image of ``stimuli`` has a usable mask, ``stimuli`` itself; otherwise the images with a usable mask
@@ -74,67 +70,6 @@ def masked_stimuli(cfg: RunConfig, stimuli, condition, *, log: Callable[[str], N
     return subset, report
 
 
-def _aligned_layers(vision, language, ids, caption) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Layers of a (vision store, caption store) pair, rows = ``ids`` in that order."""
-    from align.experiments._pairing import paired_layers
-
-    kept, xs, ys = paired_layers(vision, language, caption, align_by_id=True)
-    if kept != list(ids):
-        index = {i: r for r, i in enumerate(kept)}
-        missing = [i for i in ids if i not in index]
-        if missing:
-            raise ValueError(f"{vision.path} / {language.path} lack {len(missing)} stimuli, e.g. {missing[:3]}")
-        rows = np.asarray([index[i] for i in ids])
-        xs, ys = [x[rows] for x in xs], [y[rows] for y in ys]
-    return xs, ys
-
-
-def _stamp_rows(rows: list[dict], vision, language, metric: str, caption, extra: dict) -> pd.DataFrame:
-    """Single-pair rows (layer indices given) -> labelled results rows."""
-    from align.experiments._layerwise import label_grid
-
-    frame = pd.DataFrame(rows)
-    frame["rel_depth_x"] = [relative_depth(i, vision.n_layers) for i in frame["layer_x"]]
-    frame["rel_depth_y"] = [relative_depth(j, language.n_layers) for j in frame["layer_y"]]
-    return label_grid(frame, vision, language, metric, caption=caption, experiment="perturbation", extra=extra)
-
-
-def peak_statistic(metric: str, xs_a, ys_a, xs_b, ys_b, i: int, j: int, direction: str, ex,
-                   preprocess: str | None = None) -> dict:
-    """Condition A − condition B at layer pair (i, j) in one direction, with p-value and interval.
-
-    ``preprocess`` (``align.preprocess``) is applied to each of the four layers on its own first; for linear
-    predictivity's held-out statistic, ``pca(k)`` goes to the ridge's own per-fold PCA (``Metric.fold_pca_kwarg``)
-    and is refused when the metric has none (PCA fitted on held-out rows would leak)."""
-    from align.engine import paired_difference
-    from align.engine import resolve_metric
-    from align.preprocess import parse_preprocess
-
-    m, kwargs = resolve_metric(metric)
-    step = parse_preprocess(preprocess)
-    if m.name == "linear_predictivity":
-        from align.experiments._heldout import heldout_paired_difference
-
-        if step.name == "pca":
-            if not m.fold_pca_kwarg:
-                raise ValueError(f"preprocess {step.spec!r} with {metric}: the held-out peak statistic cannot fit "
-                                 "PCA on training folds only for this metric; use another preprocess option")
-            kwargs = {**kwargs, m.fold_pca_kwarg: step.k}
-        xa, ya, xb, yb = xs_a[i], ys_a[j], xs_b[i], ys_b[j]
-        if step.name != "pca":  # each layer of each condition on its own, as the engine does
-            xa, xb = (step.apply(a, layer=f"x layer {i}") for a in (xa, xb))
-            ya, yb = (step.apply(a, layer=f"y layer {j}") for a in (ya, yb))
-        a, b = ((xa, ya), (xb, yb)) if direction == "x_to_y" else ((ya, xa), (yb, xb))
-        return heldout_paired_difference(*a, *b, n_perm=ex.n_perm, n_boot=ex.n_boot, ci=ex.ci, seed=ex.seed,
-                                         **kwargs)
-    grid = paired_difference(metric, [xs_a[i]], [ys_a[j]], [xs_b[i]], [ys_b[j]], n_perm=ex.n_perm,
-                             n_boot=ex.n_boot, ci=ex.ci, seed=ex.seed,
-                             direction=None if direction == "symmetric" else direction, preprocess=step.spec)
-    row = grid.to_frame().iloc[0]
-    return {k: float(row[k]) if k in row else np.nan
-            for k in ("score", "score_a", "score_b", "p_value", "null_mean", "ci_low", "ci_high")} | {"n": grid.n}
-
-
 def grid_summary(diff: pd.DataFrame) -> list[dict]:
     """Per direction: mean difference over the grid and the fraction of layer pairs that decrease."""
     out = []
@@ -145,111 +80,131 @@ def grid_summary(diff: pd.DataFrame) -> list[dict]:
     return out
 
 
+def _difference(score: pd.DataFrame, base: pd.DataFrame) -> pd.DataFrame:
+    """Condition − original per layer pair (``score_a``, ``score_b``: the two scores)."""
+    merged = score.merge(base[["direction", "layer_x", "layer_y", "score"]], on=["direction", "layer_x", "layer_y"],
+                         suffixes=("", "_base"))
+    diff = merged.copy()
+    diff["score_a"], diff["score_b"] = merged["score"], merged["score_base"]
+    diff["score"] = merged["score"] - merged["score_base"]
+    diff["quantity"] = "difference"
+    return diff.drop(columns=["score_base"])
+
+
 @dataclasses.dataclass
-class _Side:
-    """One condition of one stimulus set: (vision stores, language stores), keyed (model name, pooling)."""
+class Condition:
+    """One perturbation compared with the originals: its name, the side it perturbs ("image" or "caption"), the
+    stimuli both are compared on and, per store pair of the originals, the pair's stores under the condition."""
 
-    vision: dict
-    language: dict
+    name: str
+    perturbed: str
+    ids: list[str]
+    dataset: str
+    stores: dict  # Pair of originals -> (vision store, caption store) under the condition
 
 
-def _compare(cfg: RunConfig, *, cond_name: str, perturbed: str, base: _Side, cond: _Side, ids: list[str],
-             dataset: str, peaks: dict | None, out: Path, log) -> list[pd.DataFrame]:
-    """Every job of one condition: every (vision, language) store pair and metric."""
+def condition_pairs(name: str, perturbed: str, ids, dataset: str, base: tuple[dict, dict],
+                    changed: tuple[dict, dict]) -> tuple[list[Pair], Condition]:
+    """The store pairs of the originals ``base`` = (vision, language) stores and the :class:`Condition` whose
+    ``changed`` stores (keyed as ``base``; absent = unchanged) replace them."""
+    pairs, stores = [], {}
+    for vk, vo in base[0].items():
+        for lk, lo in base[1].items():
+            pair = Pair(vo, lo)
+            pairs.append(pair)
+            stores[pair] = (changed[0].get(vk, vo), changed[1].get(lk, lo))
+    return pairs, Condition(name, perturbed, list(ids), dataset, stores)
+
+
+def compare(cfg: RunConfig, pairs: list[Pair], cond: Condition, peaks: list | None, *,
+            log: Callable[[str], None]) -> list[pd.DataFrame]:
+    """Every job of one condition: per store pair and metric, the original's grid (``baseline``) and the
+    condition's rows; ``peaks`` (from ``experiment.peaks_from``) or None (the baseline's peaks)."""
     from align.engine import pairwise
-    from align.experiments._layerwise import label_grid
+    from align.experiments._pairing import aligned_layers
 
     ex, caption = cfg.experiment, cfg.score.caption
-    (preprocess,) = cfg.score.preprocess_options  # one option (validated)
     grid_metrics = cfg.score.metrics if ex.grid_metrics is None else ex.grid_metrics
-    ids_key = job_key(ids=list(ids))
+    ids_key = job_key(ids=cond.ids)
     fingerprint = cfg.fingerprint("stimuli", "models", "extract", "score", "experiment")
-    frames = []
-    for vk, vo in base.vision.items():
-        for lk, lo in base.language.items():
-            vc = cond.vision.get(vk, vo)
-            lc = cond.language.get(lk, lo)
-            loaded = {}
+    extra = {"perturbation": cond.name, "perturbed": cond.perturbed, "config_fingerprint": fingerprint}
 
-            def layers():
-                if not loaded:
-                    loaded["o"] = _aligned_layers(vo, lo, ids, caption)
-                    loaded["c"] = _aligned_layers(vc, lc, ids, caption)
-                return loaded["o"], loaded["c"]
+    def layers(pair: Pair, which: str):
+        stores = (pair.vision, pair.language) if which == "original" else cond.stores[pair]
+        return pair.load(which, lambda: aligned_layers(*stores, cond.ids, caption))
 
-            for metric in cfg.score.metrics:
-                label = f"{cond_name}: {vk[0]}({vk[1]}) x {lk[0]}({lk[1]}) {metric}"
-                pkey = pair_key(vo, lo, metric)
-                base_key = job_key(kind="baseline", x=store_identity(vo), y=store_identity(lo), ids=ids_key,
-                                   metric=metric, caption=caption, preprocess=preprocess)
-                need_base = metric in grid_metrics or peaks is None
+    def grid(cell, which: str, quantity: str) -> pd.DataFrame:
+        vs, ls = (cell.pair.vision, cell.pair.language) if which == "original" else cond.stores[cell.pair]
+        scores = pairwise(cell.metric, *layers(cell.pair, which), constant_layers="skip", preprocess=cell.preprocess)
+        frame = label_grid(scores.to_frame(), vs, ls, cell.metric, caption=caption, experiment="perturbation",
+                           extra={**(extra if which != "original" else {"config_fingerprint": fingerprint}),
+                                  "quantity": quantity})
+        frame["dataset"] = cond.dataset
+        return frame
 
-                def baseline():
-                    (xs_o, ys_o), _ = layers()
-                    frame = label_grid(pairwise(metric, xs_o, ys_o, constant_layers="skip", preprocess=preprocess).to_frame(), vo, lo, metric, caption=caption,
-                                       experiment="perturbation",
-                                       extra={"quantity": "baseline", "config_fingerprint": fingerprint})
-                    frame["dataset"] = dataset
-                    return frame
+    def base_key(cell, done):
+        return dict(kind="baseline", x=store_identity(cell.pair.vision), y=store_identity(cell.pair.language),
+                    ids=ids_key, metric=cell.metric, caption=caption, preprocess=cell.preprocess)
 
-                base_rows = (cached_job(out / f"{base_key}.parquet", baseline, label=f"baseline {label}", log=log)
-                             if need_base else None)
-                if base_rows is not None:
-                    frames.append(base_rows)
-                key = job_key(kind="condition", x=store_identity(vc), y=store_identity(lc), xo=store_identity(vo),
-                              yo=store_identity(lo), ids=ids_key, metric=metric, caption=caption,
-                              grid=metric in grid_metrics, n_perm=ex.n_perm, n_boot=ex.n_boot, ci=ex.ci,
-                              seed=ex.seed, preprocess=preprocess, peaks=None if peaks is None else sorted(
-                                  str(tuple(v)) for k, v in peaks.items() if k[:5] == pkey))
+    def key(cell, done):
+        vc, lc = cond.stores[cell.pair]
+        found = None if peaks is None else peaks_of(peaks, cell.pair.vision, cell.pair.language, cell.metric)
+        return dict(kind="condition", x=store_identity(vc), y=store_identity(lc),
+                    xo=store_identity(cell.pair.vision), yo=store_identity(cell.pair.language), ids=ids_key,
+                    metric=cell.metric, caption=caption, grid=cell.metric in grid_metrics, n_perm=ex.n_perm,
+                    n_boot=ex.n_boot, ci=ex.ci, seed=ex.seed, preprocess=cell.preprocess,
+                    peaks=None if found is None else sorted(str(tuple(p.layers)) for p in found.values()))
 
-                def compute():
-                    (xs_o, ys_o), (xs_c, ys_c) = layers()
-                    extra = {"quantity": "score", "perturbation": cond_name, "perturbed": perturbed,
-                             "config_fingerprint": fingerprint}
-                    parts = []
-                    if metric in grid_metrics:
-                        score = label_grid(pairwise(metric, xs_c, ys_c, constant_layers="skip", preprocess=preprocess).to_frame(), vc, lc, metric,
-                                           caption=caption, experiment="perturbation", extra=extra)
-                        merged = score.merge(base_rows[["direction", "layer_x", "layer_y", "score"]],
-                                             on=["direction", "layer_x", "layer_y"], suffixes=("", "_base"))
-                        diff = merged.copy()
-                        diff["score_a"], diff["score_b"] = merged["score"], merged["score_base"]
-                        diff["score"] = merged["score"] - merged["score_base"]
-                        diff["quantity"] = "difference"
-                        diff = diff.drop(columns=["score_base"])
-                        summary = _stamp_rows(grid_summary(diff), vc, lc, metric, caption,
-                                              {**extra, "quantity": "grid_summary"})
-                        parts += [score, diff, summary]
-                    directions = (sorted(base_rows["direction"].unique()) if base_rows is not None else
-                                  sorted({k[5] for k in peaks if k[:5] == pkey}))
-                    rows = []
-                    base_peaks = direction_peaks(base_rows) if peaks is None else None
-                    for d in directions:
-                        if peaks is not None:
-                            i, j = peaks.get((*pkey, d), (None, None))
-                            if i is None:
-                                raise ValueError(f"experiment.peaks_from has no peak for {vk} x {lk} {metric} {d}; "
-                                                 "run the layerwise config with the same models and metrics")
-                        else:
-                            i, j = base_peaks[d]
-                        stat = peak_statistic(metric, xs_c, ys_c, xs_o, ys_o, i, j, d, ex, preprocess=preprocess)
-                        rows.append({"direction": d, "layer_x": i, "layer_y": j, **stat})
-                    parts.append(_stamp_rows(rows, vc, lc, metric, caption, {**extra, "quantity": "peak_difference"}))
-                    frame = pd.concat(parts, ignore_index=True)
-                    frame["dataset"] = dataset
-                    return frame
+    def compute(cell, done):
+        vc, lc = cond.stores[cell.pair]
+        base_rows = done.get(cell.of("baseline"))
+        parts = []
+        if cell.metric in grid_metrics:
+            score = grid(cell, "condition", "score")
+            diff = _difference(score, base_rows)
+            summary = label_rows(grid_summary(diff), vc, lc, cell.metric, caption=caption, experiment="perturbation",
+                                 extra={**extra, "quantity": "grid_summary"})
+            parts += [score, diff, summary]
+        if peaks is None:
+            at = {d: p.layers for d, p in direction_peaks(base_rows).items()}
+        else:
+            at = {d: p.layers for d, p in peaks_of(peaks, cell.pair.vision, cell.pair.language, cell.metric).items()}
+        directions = sorted(base_rows["direction"].unique()) if base_rows is not None else sorted(at)
+        (xs_o, ys_o), (xs_c, ys_c) = layers(cell.pair, "original"), layers(cell.pair, "condition")
+        rows = []
+        for d in directions:
+            if d not in at:
+                raise ValueError(f"experiment.peaks_from has no peak for {cell.pair.label} {cell.metric} {d}; run "
+                                 "the layerwise config with the same models and metrics")
+            i, j = at[d]
+            stat = peak_statistic(cell.metric, xs_c, ys_c, xs_o, ys_o, i, j, d, n_perm=ex.n_perm, n_boot=ex.n_boot,
+                                  ci=ex.ci, seed=ex.seed, preprocess=cell.preprocess)
+            rows.append({"direction": d, "layer_x": i, "layer_y": j, **stat})
+        parts.append(label_rows(rows, vc, lc, cell.metric, caption=caption, experiment="perturbation",
+                                extra={**extra, "quantity": "peak_difference"}))
+        frame = pd.concat(parts, ignore_index=True)
+        frame["dataset"] = cond.dataset
+        return frame
 
-                frames.append(cached_job(out / f"{key}.parquet", compute, label=label, log=log))
-    return frames
+    need_base = lambda metric: (None,) if metric in grid_metrics or peaks is None else ()  # noqa: E731
+    plans = [Plan("baseline", "perturbation", base_key, lambda cell, done: grid(cell, "original", "baseline"),
+                  conditions=need_base, label=lambda cell: f"baseline {cond.name}: {cell.pair.label} {cell.metric}"),
+             Plan("condition", "perturbation", key, compute,
+                  label=lambda cell: f"{cond.name}: {cell.pair.label} {cell.metric}")]
+    done = run_plans(plans, pairs, cfg.score.metrics, cfg.score.preprocess_options, out=cfg.output_dir, log=log)
+    return list(done.values())
 
 
-def run_perturbation(cfg: RunConfig, *, progress: bool = True, log: Callable[[str], None] = _log_default) -> Path:
+def run_perturbation(cfg: RunConfig, *, progress: bool = True, log: Callable[[str], None] = print_log) -> Path:
     """Run a perturbation config; returns the path of the combined results table."""
     from align.data import caption_condition
     from align.data import image_condition
     from align.experiments._layerwise import activation_root
     from align.experiments._layerwise import run_extract
+    from align.experiments._peaks import read_peaks
     from align.experiments._stimuli_from_config import stimuli_from_config
+    from align.experiments._stores import open_stores
+    from align.experiments._stores import split_by_modality
     from align.results import write_results
 
     ex = cfg.experiment
@@ -258,7 +213,6 @@ def run_perturbation(cfg: RunConfig, *, progress: bool = True, log: Callable[[st
     vision_cfg, language_cfg = split_by_modality(cfg)
     image_conds = [image_condition(s) for s in ex.image_conditions]
     caption_conds = [caption_condition(s) for s in ex.caption_conditions]
-    out = cfg.output_dir / "perturbation"
     exclusions = {}
     sets = {"all": stimuli}
     mask_conds = [c for c in image_conds if c.needs_mask]
@@ -267,10 +221,10 @@ def run_perturbation(cfg: RunConfig, *, progress: bool = True, log: Callable[[st
         for c in mask_conds:
             exclusions[c.name] = report.to_dict()
     base = {}
-    for which, s in sets.items():
+    for s in sets.values():
         if s.name not in base:
             log(f"extract originals ({s.name}, {len(s)} images):")
-            base[s.name] = _Side(*open_stores(run_extract(cfg, s, progress=progress, log=log)))
+            base[s.name] = open_stores(run_extract(cfg, s, progress=progress, log=log))
     peaks = (read_peaks(ex.peaks_from, stimuli.name, log=log, preprocess=cfg.score.preprocess_options[0])
              if ex.peaks_from else None)
     frames = []
@@ -280,8 +234,8 @@ def run_perturbation(cfg: RunConfig, *, progress: bool = True, log: Callable[[st
         vision, _ = open_stores(run_extract(vision_cfg, s, condition=c.name, image_transform=c.apply,
                                             progress=progress, log=log))
         # a peak chosen on the full set is used for the masked subset too (same models and layers)
-        frames += _compare(cfg, cond_name=c.name, perturbed="image", base=base[s.name], cond=_Side(vision, {}),
-                           ids=s.image_ids, dataset=s.name, peaks=peaks, out=out, log=log)
+        pairs, cond = condition_pairs(c.name, "image", s.image_ids, s.name, base[s.name], (vision, {}))
+        frames += compare(cfg, pairs, cond, peaks, log=log)
     for c in caption_conds:
         s, report = c.apply(stimuli)
         exclusions[c.name] = report.to_dict()
@@ -289,14 +243,11 @@ def run_perturbation(cfg: RunConfig, *, progress: bool = True, log: Callable[[st
             log(f"  {report.summary()}")
         log(f"caption condition {c.name} ({s.name}, {len(s)} images):")
         _, language = open_stores(run_extract(language_cfg, s, condition=c.name, progress=progress, log=log))
-        frames += _compare(cfg, cond_name=c.name, perturbed="caption", base=base[stimuli.name],
-                           cond=_Side({}, language), ids=s.image_ids, dataset=stimuli.name, peaks=peaks, out=out,
-                           log=log)
+        pairs, cond = condition_pairs(c.name, "caption", s.image_ids, stimuli.name, base[stimuli.name], ({}, language))
+        frames += compare(cfg, pairs, cond, peaks, log=log)
     table = pd.concat(frames, ignore_index=True)
     table = table.drop_duplicates(subset=[c for c in ("quantity", "dataset", "condition", "model_x", "pooling_x",
                                                       "model_y", "pooling_y", "layer_x", "layer_y", "metric",
                                                       "direction") if c in table.columns])
-    cfg.output_dir.mkdir(parents=True, exist_ok=True)
-    write_exclusions(cfg, exclusions)
+    write_exclusions(cfg.output_dir, exclusions)
     return write_results(table, cfg.output_dir / "results.parquet")
-

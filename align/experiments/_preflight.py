@@ -137,8 +137,8 @@ def check_model(i: int, model) -> tuple:
     """
     from align.experiments._layerwise import DEFAULT_POOLINGS
     from align.extract import resolve_model
-    from align.extract._pooling import LANGUAGE_POOLINGS
-    from align.extract._pooling import VISION_POOLINGS
+    from align.extract import LANGUAGE_POOLINGS
+    from align.extract import VISION_POOLINGS
 
     where = f"models[{i}] ({model.name})"
     try:
@@ -161,18 +161,9 @@ def check_model(i: int, model) -> tuple:
 
 def _check_available(spec) -> None:
     """Raise ModelUnavailableError when the model's files are not on this machine (nothing is converted)."""
-    from align.extract._sources import PACKAGED
-    from align.extract._sources import _hf_unavailable_message
-    from align.extract._sources import _hub_offline
-    from align.extract._sources import _require_files
-    from align.extract._sources import hf_cached_snapshot
+    from align.extract import check_available
 
-    if spec.name.lower() in PACKAGED:
-        _require_files(PACKAGED[spec.name.lower()])
-    elif spec.source.startswith("Hugging Face ") and hf_cached_snapshot(spec.name) is None and _hub_offline():
-        from align.extract import ModelUnavailableError
-
-        raise ModelUnavailableError(_hf_unavailable_message(spec.name))
+    check_available(spec)
 
 
 def _has_class_token(spec) -> bool:
@@ -198,7 +189,7 @@ def _has_class_token(spec) -> bool:
 def check_stimuli(cfg: RunConfig, *, load: bool = True) -> tuple[int | None, int | None, int | None]:
     """(images, fewest captions per image, most captions per image) of the config's stimulus set; loading a
     folder / COCO / Flickr set checks its files and ``stimuli.n`` against its size (a StimulusError, named)."""
-    from align.data._synthetic import N_CAPTIONS
+    from align.data import N_CAPTIONS
 
     s = cfg.stimuli
     if s.kind == "synthetic":
@@ -228,10 +219,11 @@ def check_experiment(cfg: RunConfig, max_captions: int | None, pending=()) -> No
     ``pending`` outputs an earlier run of the same batch writes)."""
     ex, kind = cfg.experiment, cfg.stimuli.kind
     coming = {Path(p).expanduser().absolute() for p in pending}
-    if ex.peaks_from is not None and not Path(ex.peaks_from).expanduser().exists() and not (
-            Path(ex.peaks_from).expanduser().absolute() in coming
-            or Path(ex.peaks_from).expanduser().absolute().parent in coming):
-        raise ConfigError(f"experiment.peaks_from = {ex.peaks_from!r} does not exist; run that layerwise config first "
+    peaks_from = getattr(ex, "peaks_from", None)  # a layerwise experiment computes its own peaks
+    if peaks_from is not None and not Path(peaks_from).expanduser().exists() and not (
+            Path(peaks_from).expanduser().absolute() in coming
+            or Path(peaks_from).expanduser().absolute().parent in coming):
+        raise ConfigError(f"experiment.peaks_from = {peaks_from!r} does not exist; run that layerwise config first "
                           f"(`align experiment CONFIG`) or leave peaks_from out to compute the grids here")
     if ex.kind == "aggregation" and "captions" in ex.aggregate and max_captions is not None \
             and ex.k_max > max_captions:

@@ -10,3 +10,6 @@ from align.extract._sources import resolve_model
 from align.extract._spec import ModelSpec
 from align.extract._spec import ModelUnavailableError
 from align.extract._spec import UnknownModelError
+from align.extract._sources import check_available
+from align.extract._pooling import LANGUAGE_POOLINGS
+from align.extract._pooling import VISION_POOLINGS

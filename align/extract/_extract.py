@@ -93,7 +93,7 @@ def extract(model: str | ModelSpec, stimuli, root: str | Path, *, poolings: str 
     """
     from align._locks import output_locks
     from align.store import store_path
-    from align.store._writer import remove_store_leftovers
+    from align.store import remove_store_leftovers
 
     spec = _resolve(model)
     poolings = check_poolings(poolings, spec.modality)

@@ -451,3 +451,12 @@ def _row(spec: ModelSpec, available: bool, resolves_to: str | None = None) -> di
     return {"name": spec.name, "modality": spec.modality, "architecture": spec.architecture,
             "resolves_to": resolves_to or spec.location, "available_offline": available, "source": spec.source,
             "note": spec.note}
+
+
+def check_available(spec) -> None:
+    """Raise :class:`ModelUnavailableError` when ``spec``'s files are not on this machine (nothing is loaded or
+    converted): a packaged model whose package is missing, or a Hugging Face model neither cached nor reachable."""
+    if spec.name.lower() in PACKAGED:
+        _require_files(PACKAGED[spec.name.lower()])
+    elif spec.source.startswith("Hugging Face ") and hf_cached_snapshot(spec.name) is None and _hub_offline():
+        raise ModelUnavailableError(_hf_unavailable_message(spec.name))

@@ -31,7 +31,7 @@ from align.metrics._svcca import svcca
 from align.metrics._alphas import ALPHA_EDGE_WARN
 from align.metrics._alphas import AlphaGridWarning
 from align.metrics._alphas import DEFAULT_ALPHAS
-from align.metrics._folds import kfold_ids
+from align.stats import kfold_ids
 from align.metrics._ridge import RidgeCVResult
 from align.metrics._ridge import linear_predictivity
 from align.metrics._ridge import ridge_cv_predict

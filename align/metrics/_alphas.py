@@ -8,7 +8,7 @@ import warnings
 import jax.numpy as jnp
 import numpy as np
 
-from align.metrics._folds import mean_valid
+from align.stats import mean_valid
 
 
 #: Default ridge penalties: 17 values log-spaced from 1e-3 to 1e5 (two per decade). Chosen per target column by

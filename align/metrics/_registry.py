@@ -25,6 +25,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 INVARIANCES = frozenset({"rotation", "isotropic_scale", "translation", "stimulus_order"})
+#: Values of ``Metric.paired_statistic``: None (refit the metric per draw) or "heldout_ridge" (see ``Metric``).
+PAIRED_STATISTICS = (None, "heldout_ridge")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +64,11 @@ class Metric:
       check_outputs: optional ``check_outputs(aux, layers_x, layers_y, kwargs)`` called after a grid with the
         auxiliary per-pair outputs of ``compare`` (``{name: {direction: [Lx, Ly]}}``, e.g. linear predictivity's
         chosen penalties), the layer names and the metric's keyword arguments; it may warn about them (linear predictivity: :class:`AlphaGridWarning`).
+      paired_statistic: how experiments test a difference of this metric between two conditions on the same
+        stimuli. None (default): ``align.engine.paired_difference``, which recomputes the metric under every condition
+        swap and resample. ``"heldout_ridge"``: draws over the metric's held-out ridge predictions, fitted once per
+        condition (linear predictivity, whose refit per draw would cost a cross-validated ridge fit each;
+        ``align.experiments.heldout_paired_difference``).
       reference: the paper or implementation the definition follows.
       doc: one line on what it measures.
     """
@@ -86,11 +93,15 @@ class Metric:
     prepare_target: Callable[..., Any] | None = None
     fold_pca_kwarg: str | None = None
     check_outputs: Callable[..., None] | None = None
+    paired_statistic: str | None = None
 
     def __post_init__(self):
         unknown = set(self.invariances) - INVARIANCES
         if unknown:
             raise ValueError(f"metric {self.name!r}: unknown invariances {sorted(unknown)}; known: {sorted(INVARIANCES)}")
+        if self.paired_statistic not in PAIRED_STATISTICS:
+            raise ValueError(f"metric {self.name!r}: paired_statistic={self.paired_statistic!r}; known: "
+                             f"{list(PAIRED_STATISTICS)}")
 
     def split_kwargs(self, kwargs: Mapping[str, Any]) -> tuple[dict, dict]:
         """Merge ``kwargs`` over the defaults and split them into (prepare kwargs, compare kwargs)."""

@@ -15,24 +15,18 @@ predicted below it, which anti-correlates predictions and targets across folds (
 README "Method defaults"). Higher = more aligned. Every comparison also reports the chosen penalties (median, and the
 share at either end of the grid; :class:`AlphaGridWarning` above :data:`ALPHA_EDGE_WARN`).
 
-Prepare once, compare per pair (STYLE 3): :func:`prepare_linear_predictivity` does one thin SVD per training fold
-of the centered X, keeping ``r = min(p, n_train - 1)`` components -- the primal basis (p directions of feature space)
-when p is small, the dual one (the whole centered training space, as an eigendecomposition of the Gram matrix
-would give, but without squaring the condition number in float32) when p >= n_train - 1 -- and
-:func:`compare_linear_predictivity` projects the targets once per fold and evaluates every alpha from the
-decomposition. With U, s the training fold's left singular vectors and values, z = Uᵀyᶜ, g = α / (s² + α):
+Prepare once, compare per pair: :func:`prepare_linear_predictivity` does one thin SVD per training fold of the
+centered X (``align.stats.ridge_basis``), keeping ``r = min(p, n_train - 1)`` components -- the primal basis (p
+directions of feature space) when p is small, the dual one (the whole centered training space, as an
+eigendecomposition of the Gram matrix would give, but without squaring the condition number in float32) when
+p >= n_train - 1 -- and :func:`compare_linear_predictivity` projects the targets once per fold and evaluates every
+alpha from the decomposition (``align.stats.ridge_solve``, whose docstring gives the LOO and GCV formulas).
 
-- LOO residual of training row i: ``eᵢ = (r0ᵢ + Σₖ Uᵢₖ gₖ zₖ) / (b_i + Σₖ Uᵢₖ² gₖ)`` where r0 = yᶜ − U z and
-  ``bᵢ = 1 − 1/n_train − Σₖ Uᵢₖ²`` are the parts outside the span of X (both exactly 0 in the dual form, whose basis
-  spans the whole centered training space). The ``−1/n_train`` is sklearn's intercept correction. The predictions
-  of held-out rows are ``mu_y + Σₖ Tᵢₖ zₖ / (sₖ² + α)`` with ``T = Xᶜ_test V s``.
-- GCV (Golub, Heath & Wahba 1979, ``alpha_selection="gcv"``): ``n_train (‖r0‖² + Σₖ gₖ² zₖ²)`` over
-  ``(tr(I − H))²`` with ``tr(I − H) = n_train − 1 − Σₖ (1 − gₖ)`` (the intercept counted in H): O(rank) per target
-  column and alpha after the one projection, instead of a pass over the training rows. On eight random designs
-  (n 60-200, p 10-200, signal and noise varying per column; ``tests/test_ridge.py``) GCV picked the same alpha as
-  exact LOO in 75-93 % (mean 83 %) of (fold, target) cells; the mean out-of-fold Pearson r differed by < 0.005,
-  except with p close to n_train (p/n_train ≈ 1, where GCV is known to be unreliable) where GCV scored up to 0.04
-  lower. LOO stays the default because it is what sklearn does.
+GCV (``alpha_selection="gcv"``) costs O(rank) per target column and alpha after the one projection, instead of a
+pass over the training rows. On eight random designs (n 60-200, p 10-200, signal and noise varying per column;
+``tests/test_ridge.py``) GCV picked the same alpha as exact LOO in 75-93 % (mean 83 %) of (fold, target) cells; the
+mean out-of-fold Pearson r differed by < 0.005, except with p close to n_train (p/n_train ≈ 1, where GCV is known to
+be unreliable) where GCV scored up to 0.04 lower. LOO stays the default because it is what sklearn does.
 
 Shapes of a prepared layer (``F`` folds, ``r = min(p, n_train_max − 1)``; folds of unequal size are padded, and the
 ``*_valid`` masks mark real rows): ``U [F, n_train_max, r]`` (the training rows only), ``s2 [F, r]``,
@@ -61,12 +55,18 @@ from align.metrics._alphas import AlphaGridWarning
 from align.metrics._alphas import alpha_edge_message
 from align.metrics._alphas import alpha_summary
 from align.metrics._alphas import check_alphas
-from align.metrics._folds import fold_layout
-from align.metrics._folds import mean_valid
-from align.metrics._folds import kfold_ids
 from align.metrics._registry import Metric
 from align.metrics._registry import register_metric
 from align.metrics._validate import check_pair
+from align.stats import RidgeBasis
+from align.stats import center_stats
+from align.stats import column_pearson
+from align.stats import fold_layout
+from align.stats import kfold_ids
+from align.stats import mean_valid
+from align.stats import ridge_basis
+from align.stats import ridge_project
+from align.stats import ridge_solve
 
 HIGHEST = lax.Precision.HIGHEST
 
@@ -93,18 +93,6 @@ def _rank(p: int, n_train_max: int) -> int:
 # prepare / compare (pure JAX; the engine batches these)
 
 
-def _fold_stats(Xtr, valid, scale: bool):
-    """Training mean and std ``[p]`` of the valid rows of ``Xtr`` ``[n_train_max, p]``."""
-    n_t = jnp.sum(valid)
-    mu = _mm(valid, Xtr) / n_t
-    if scale:
-        var = _mm(valid, (Xtr - mu) ** 2) / n_t
-        sd = jnp.where(var > 0, jnp.sqrt(var), 1.0)
-    else:
-        sd = jnp.ones_like(mu)
-    return mu, sd
-
-
 def _prepare_folds(X, rows, *, rank: int, scale: bool, pca_components: int = 0):
     """Per-fold decompositions of the centered training X; see the module docstring for the output.
 
@@ -118,24 +106,10 @@ def _prepare_folds(X, rows, *, rank: int, scale: bool, pca_components: int = 0):
 
     def one_fold(args):
         tr, tr_valid, te = args
-        n_t = jnp.sum(tr_valid)
-        mu, sd = _fold_stats(X[tr], tr_valid, scale)
-        Xtr = (X[tr] - mu) / sd * tr_valid[:, None]
-        U, s, Vt = jnp.linalg.svd(Xtr, full_matrices=False)  # [n_train_max, min(n_train_max, p)], descending s
-        U, s, Vt = U[:, :rank], s[:rank], Vt[:rank]
-        keep = s > s[0] * max(n, p) * eps  # numerical rank, as numpy's matrix_rank
-        if pca_components:
-            keep = keep & (jnp.arange(s.shape[0]) < pca_components)
-        # When X spans the whole centered training space (p >= n_train - 1 and full rank: the dual regime) the
-        # parts outside its span are exactly zero; computing them as 1 - 1/n_train - sum(U²) would leave float32
-        # noise that dominates the LOO denominators at small alphas.
-        spans_all = jnp.sum(keep.astype(jnp.float32)) >= n_t - 1
-        U = U * keep.astype(jnp.float32) * tr_valid[:, None]
-        s2 = jnp.where(keep, s * s, 0.0)
-        B = Vt.T * jnp.where(keep, s, 0.0)  # Xtrᵀ U = V s   [p, r]
-        lev0 = jnp.where(spans_all, 0.0, 1.0 - 1.0 / n_t - jnp.sum(U * U, axis=1)) * tr_valid
-        T = _mm((X[te] - mu) / sd, B)  # held-out rows on this fold's basis, [n_test_max, r]
-        return U, s2, T, lev0, jnp.where(spans_all, 0.0, 1.0), mu, sd
+        basis = ridge_basis(X[tr], tr_valid, rank=rank, scale=scale, pca_components=pca_components,
+                            tol=max(n, p) * eps)
+        T = ridge_project(basis, X[te])  # held-out rows on this fold's basis, [n_test_max, r]
+        return basis.U, basis.s2, T, basis.lev0, basis.null, basis.mu, basis.sd
 
     # Folds one after the other: XLA's CPU SVD is ~2x slower batched (vmap) than mapped.
     U, s2, T, lev0, null, mu, sd = lax.map(one_fold, (rows["train"], rows["train_valid"], rows["test"]))
@@ -144,7 +118,7 @@ def _prepare_folds(X, rows, *, rank: int, scale: bool, pca_components: int = 0):
 
 def _target_stats(Y, rows, scale: bool):
     """Per-fold training means and stds ``[F, q]`` of a target layer."""
-    return lax.map(lambda a: _fold_stats(Y[a[0]], a[1], scale), (rows["train"], rows["train_valid"]))
+    return lax.map(lambda a: center_stats(Y[a[0]], a[1], scale), (rows["train"], rows["train_valid"]))
 
 
 def prepare_linear_predictivity(X, folds=5, seed: int = 0, scale: bool = False, pca_components: int = 0):
@@ -180,43 +154,10 @@ def prepare_linear_predictivity_target(Y, folds=5, seed: int = 0, scale: bool = 
 def _fold_predict(Y, tr, tr_valid, te, mu, sd, U, s2, T, lev0, null, alphas, *, alpha_per_target: bool,
                   alpha_selection: str):
     """Predictions ``[n_test_max, q]`` of one fold's held-out rows and the chosen alphas ``[q]``."""
-    n_t = jnp.sum(tr_valid)
     Yc = (Y[tr] - mu) / sd * tr_valid[:, None]  # [n_train_max, q]
-    Z = _mm(U.T, Yc)  # [r, q]
-
-    if alpha_selection == "loo":
-        U2 = U * U
-        # residual numerator r0 + U (g z) with r0 = null * (yc - U z), in one product per alpha:
-        # null * yc + U ((g - null) z)
-        base = null * Yc
-
-        def error(alpha):
-            g = alpha / (s2 + alpha)
-            num = base + _mm(U, (g - null)[:, None] * Z)
-            den = lev0 + _mm(U2, g)
-            den = jnp.where(tr_valid > 0, jnp.maximum(den, 1e-12), 1.0)
-            e = num / den[:, None] * tr_valid[:, None]
-            return jnp.sum(e * e, axis=0) / n_t
-    else:
-        # ||r0||² = ||yc||² - ||z||² (U has orthonormal columns on the training rows): no [n, q] residual needed
-        r0_sq = null * jnp.maximum(jnp.sum(Yc * Yc, axis=0) - jnp.sum(Z * Z, axis=0), 0.0)
-        Z2 = Z * Z
-
-        def error(alpha):
-            g = alpha / (s2 + alpha)
-            rss = r0_sq + _mm(g * g, Z2)
-            dof = n_t - 1.0 - jnp.sum(1.0 - g)  # tr(I - H), the intercept included in H
-            return (rss / n_t) / (dof / n_t) ** 2
-
-    # LOO: one alpha at a time bounds memory to one [n_train, q] residual; GCV: all alphas at once ([A, q] only).
-    errors = lax.map(error, alphas) if alpha_selection == "loo" else jax.vmap(error)(alphas)  # [A, q]
-    if alpha_per_target:
-        best = jnp.argmin(errors, axis=0)  # first of equal errors, as sklearn
-    else:
-        best = jnp.full(errors.shape[1], jnp.argmin(jnp.mean(errors, axis=1)))
-    chosen = alphas[best]
-    W = Z / (s2[:, None] + chosen[None, :])
-    return _mm(T, W) * sd + mu, chosen
+    coef, chosen = ridge_solve(RidgeBasis(U=U, s2=s2, lev0=lev0, null=null), Yc, tr_valid, alphas,
+                               alpha_per_target=alpha_per_target, selection=alpha_selection)
+    return _mm(T, coef) * sd + mu, chosen
 
 
 def _out_of_fold(prep_x, prep_y, alphas, *, alpha_per_target: bool, alpha_selection: str):
@@ -242,19 +183,14 @@ def _scatter(preds, te, te_valid, n: int):
 def _column_scores(Y, pred, w, score: str):
     """Per-column Pearson r or R² ``[q]`` over the rows with weight ``w [m]`` (0 or 1), and the mask ``[q]`` of the
     columns that vary over those rows (the others are NaN)."""
-    n_w = jnp.maximum(jnp.sum(w), 1.0)
     wc = w[:, None]
     valid = jnp.max(jnp.where(wc > 0, Y, -jnp.inf), axis=0) > jnp.min(jnp.where(wc > 0, Y, jnp.inf), axis=0)
-    Yc = (Y - _mm(w, Y) / n_w) * wc
-    ss_y = jnp.sum(Yc * Yc, axis=0)
     if score == "pearson":
-        Pc = (pred - _mm(w, pred) / n_w) * wc
-        ss_p = jnp.sum(Pc * Pc, axis=0)
-        denom = jnp.sqrt(ss_y) * jnp.sqrt(ss_p)  # not sqrt(ss_y * ss_p): that product under/overflows float32
-        cols = jnp.where(denom > 0, jnp.sum(Yc * Pc, axis=0) / jnp.where(denom > 0, denom, 1.0), 0.0)
+        cols = column_pearson(Y, pred, w)
     else:
+        Yc = (Y - _mm(w, Y) / jnp.maximum(jnp.sum(w), 1.0)) * wc
         resid = (Y - pred) * wc
-        cols = 1.0 - jnp.sum(resid * resid, axis=0) / jnp.where(valid, ss_y, 1.0)
+        cols = 1.0 - jnp.sum(resid * resid, axis=0) / jnp.where(valid, jnp.sum(Yc * Yc, axis=0), 1.0)
     return jnp.where(valid, cols, jnp.nan), valid
 
 
@@ -364,7 +300,10 @@ def _validate(n, widths=(), alphas=DEFAULT_ALPHAS, folds=5, seed=0, alpha_per_ta
         raise ValueError(f"linear_predictivity: cv_score={cv_score!r}; use one of {CV_SCORES}")
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
         raise ValueError(f"linear_predictivity: seed must be an int (the KFold random_state), got {seed!r}")
-    fold_ids = kfold_ids(n, folds, seed)
+    try:
+        fold_ids = kfold_ids(n, folds, seed)
+    except ValueError as e:
+        raise ValueError(f"linear_predictivity: {e}") from None
     if not isinstance(pca_components, (int, np.integer)) or isinstance(pca_components, bool) or pca_components < 0:
         raise ValueError(f"linear_predictivity: pca_components must be 0 (off) or a positive number of principal "
                          f"components, got {pca_components!r}")
@@ -470,6 +409,7 @@ register_metric(
         pad_invariant=True,  # zero source columns leave X Xᵀ unchanged; zero target columns are constant, dropped
         check_outputs=check_alphas,
         fold_pca_kwarg="pca_components",
+        paired_statistic="heldout_ridge",  # a refit per draw would cost a cross-validated ridge fit each
         reference="ridge with per-target LOO alpha as sklearn RidgeCV (Rifkin & Lippert 2007); GCV: Golub, Heath & "
         "Wahba 1979; score per held-out fold then averaged (Brain-Score, Schrimpf et al. 2018)",
         doc="cross-validated ridge X -> Y, Pearson r per held-out fold and target column, averaged (asymmetric)",

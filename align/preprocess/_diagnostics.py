@@ -169,7 +169,7 @@ def store_diagnostics(store, *, write: bool = True):
             pass  # damaged or foreign: recompute
     frame = layer_diagnostics(store)
     if write:
-        from align.store._format import atomic_path
+        from align.store import atomic_path
 
         records = [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()}
                    for r in frame.to_dict(orient="records")]

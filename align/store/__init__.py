@@ -16,3 +16,5 @@ from align.store._reader import match_rows
 from align.store._reader import open_store
 from align.store._writer import StoreWriter
 from align.store._load import load_activations
+from align.store._format import atomic_path
+from align.store._writer import remove_store_leftovers

@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from align.data._stimuli import order_hash
+from align.data import order_hash
 
 
 def _component(value: str, what: str) -> str:

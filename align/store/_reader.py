@@ -9,8 +9,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from align.data._stimuli import order_hash
-from align.data._stimuli import repeated
+from align.data import order_hash
+from align.data import repeated
 from align.store._errors import StoreFormatError
 from align.store._errors import StoreMismatchError
 from align.store._format import GROUP_COLUMN
@@ -130,6 +130,55 @@ class ActivationStore(Mapping):
         """Several layers (all by default) as ``[n, d_l]`` float32 arrays."""
         keys = range(self.n_layers) if indices is None else indices
         return [self.layer(k) for k in keys]
+
+    def iter_chunks(self, layers: int | str | Sequence[int | str] | None = None, *,
+                    rows: int = 65536) -> Iterator[list[np.ndarray]]:
+        """Stream layers in row chunks without reading whole layers: for n larger than memory.
+
+        Reads Parquet record batches (a finished store holds row groups of about 64 MB of activations,
+        ``ROW_GROUP_BYTES``), so the memory held is about one row group of the requested columns plus one chunk.
+        Nothing is cached.
+
+        Args:
+          layers: one layer (index or name), a sequence of layers, or None for every layer.
+          rows: rows per chunk (every chunk has exactly ``rows`` rows except the last).
+
+        Yields:
+          Per chunk, a list with one ``[m, d_l]`` float32 array per requested layer, rows in store order.
+
+        Raises:
+          ValueError: ``rows`` is not a positive integer.
+          StoreFormatError: a damaged page (checksum mismatch) or missing rows.
+        """
+        if not isinstance(rows, (int, np.integer)) or isinstance(rows, bool) or rows < 1:
+            raise ValueError(f"iter_chunks: rows must be a positive number of rows, got {rows!r}")
+        keys = range(self.n_layers) if layers is None else [layers] if isinstance(layers, (str, int, np.integer)) \
+            else layers
+        names = [self._name(k) for k in keys]
+        widths = [self.widths[self.layer_names.index(name)] for name in names]
+        pending: list[list[np.ndarray]] = []
+        held = 0
+        try:
+            reader = pq.ParquetFile(self.path, **READ_OPTIONS)
+            for batch in reader.iter_batches(batch_size=int(rows), columns=names, use_threads=False):
+                pending.append([self._column_values(batch.column(i), name, d)
+                                for i, (name, d) in enumerate(zip(names, widths))])
+                held += batch.num_rows
+                while held >= rows:
+                    chunk, pending, held = _split_rows(pending, int(rows))
+                    yield chunk
+        except (pa.ArrowException, OSError) as e:
+            raise StoreFormatError(f"{self.path}: layers {names} cannot be read ({e}); the file is damaged (e.g. a "
+                                   f"page checksum mismatch), delete it and re-extract") from None
+        if held:
+            yield [np.concatenate(parts) if len(parts) > 1 else parts[0] for parts in zip(*pending)]
+
+    def _column_values(self, column: pa.Array, name: str, width: int) -> np.ndarray:
+        """``[m, width]`` float32 values of one fixed-size-list column of a record batch."""
+        if column.null_count:
+            raise StoreFormatError(f"{self.path}: layer {name!r} has {column.null_count} missing rows")
+        x = column.flatten().to_numpy(zero_copy_only=True).reshape(len(column), width)
+        return x.astype(np.float32) if x.dtype != np.float32 else x
 
     def clear_cache(self) -> None:
         """Forget the layers read so far (frees their memory once no one else holds them)."""
@@ -331,3 +380,11 @@ def align_rows(a: ActivationStore, b: ActivationStore, align_by_id: bool = False
     if a.order_hash == b.order_hash and a.stimulus_ids == b.stimulus_ids:
         return None
     return match_rows(a.stimulus_ids, b.stimulus_ids, align_by_id=align_by_id, source_a=a, source_b=b)
+
+
+def _split_rows(pending: list[list[np.ndarray]], rows: int) -> tuple[list[np.ndarray], list[list[np.ndarray]], int]:
+    """The first ``rows`` rows of the buffered per-layer pieces as one chunk, and what is left (pieces, row count)."""
+    merged = [np.concatenate(parts) if len(parts) > 1 else parts[0] for parts in zip(*pending)]
+    chunk = [a[:rows] for a in merged]
+    rest = merged[0].shape[0] - rows
+    return chunk, ([[a[rows:] for a in merged]] if rest else []), rest

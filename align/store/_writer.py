@@ -23,8 +23,8 @@ import pyarrow.parquet as pq
 
 from align._locks import lock_if_free
 from align._version import __version__
-from align.data._stimuli import order_hash
-from align.data._stimuli import repeated
+from align.data import order_hash
+from align.data import repeated
 from align.store._errors import NonFiniteActivationError
 from align.store._errors import StoreFormatError
 from align.store._errors import StoreMismatchError

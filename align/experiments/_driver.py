@@ -1,0 +1,208 @@
+"""The one experiment driver: a step of an experiment is a :class:`Plan` (its conditions and what one job computes);
+:func:`run_plan` enumerates its jobs (store pair x metric x condition x preprocess), keys, caches and logs them.
+
+A job is a pure function of its inputs (store fingerprints and row orders, the metric, the experiment's
+parameters); its key is a hash of those (:func:`job_key`), its output ``<output>/<plan.folder>/<key>.parquet`` is
+written atomically (``align.results.write_results``), so a rerun skips finished jobs and an interrupted run resumes.
+A job runs under its lock (``<key>.parquet.lock``), so two runs of one config share the work instead of racing. The
+log says how many jobs are done and about how long the rest will take (:class:`JobClock`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from align._locks import output_lock
+from align._locks import remove_leftovers
+
+
+def print_log(msg: str) -> None:
+    """The default log of the experiments: print, flushed."""
+    print(msg, flush=True)
+
+
+def job_key(**content) -> str:
+    """16 hex chars: SHA-256 of the JSON of ``content`` (keys sorted)."""
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def store_identity(store) -> list:
+    """What identifies a store's content for a job key: its config fingerprint, row order, pooling, condition."""
+    meta = store.meta
+    return [meta.get("config_fingerprint"), store.order_hash, meta.get("pooling"), meta.get("condition")]
+
+
+class JobClock:
+    """Counts a known number of jobs and estimates the time left from the mean time of those computed so far
+    (skipped jobs cost nothing): ``clock.done(seconds)`` -> ``"[3/12, about 2 min left]"``."""
+
+    def __init__(self, total: int):
+        self.total, self.count, self.computed, self.seconds = int(total), 0, 0, 0.0
+
+    def done(self, seconds: float | None = None) -> str:
+        """Record one job (``seconds`` None: skipped) and return its progress tag."""
+        self.count += 1
+        if seconds is not None:
+            self.computed += 1
+            self.seconds += seconds
+        left = self.total - self.count
+        if not left or not self.computed:
+            return f"[{self.count}/{self.total}]"
+        eta = left * self.seconds / self.computed
+        when = f"{eta:.0f} s" if eta < 120 else f"{eta / 60:.0f} min"
+        return f"[{self.count}/{self.total}, about {when} left]"
+
+
+def cached_job(path: Path, compute: Callable[[], pd.DataFrame], *, label: str, log: Callable[[str], None],
+               clock: JobClock | None = None, detail: str = "") -> pd.DataFrame:
+    """Read ``path`` if it exists, else compute the rows, write them atomically and return them.
+
+    The job is computed under its lock (``<path>.lock``): a second process running the same job waits, then reads
+    the rows the first wrote. The log line names the job (``label``), with ``detail`` (e.g. the grid's size) and
+    the seconds when it was computed, and with a ``clock`` the progress tag.
+    """
+    from align.results import read_results, write_results
+
+    if not path.exists():
+        with output_lock(path, log=log):
+            if not path.exists():  # else another process finished it while we waited
+                t0 = time.perf_counter()
+                write_results(compute(), path)
+                seconds = time.perf_counter() - t0
+                tag = f"{clock.done(seconds)} " if clock else ""
+                log(f"  {tag}{label}: {detail + ' in ' if detail else ''}{seconds:.1f} s")
+                return read_results(path)
+    tag = f"{clock.done()} " if clock else ""
+    log(f"  {tag}{label}: exists, skipped")
+    return read_results(path)
+
+
+@dataclasses.dataclass(eq=False)
+class Pair:
+    """A (vision store, caption store) pair; ``load(name, fn)`` keeps what its jobs share (its layers) while the
+    driver runs its jobs, so each pair is read once however many metrics and conditions score it."""
+
+    vision: Any
+    language: Any
+    _loaded: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    @property
+    def label(self) -> str:
+        v, l = self.vision.meta, self.language.meta
+        return f"{v.get('model')}({v.get('pooling')}) x {l.get('model')}({l.get('pooling')})"
+
+    def load(self, name: Hashable, fn: Callable[[], Any]) -> Any:
+        """``fn()`` the first time ``name`` is asked for, the same object after that."""
+        if name not in self._loaded:
+            self._loaded[name] = fn()
+        return self._loaded[name]
+
+    def release(self) -> None:
+        """Forget what :meth:`load` kept."""
+        self._loaded.clear()
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """One job: a plan step, a store pair, a metric, a condition (the plan's own label, None when it has none) and
+    a preprocessing option."""
+
+    step: str
+    pair: Pair
+    metric: str
+    condition: Any = None
+    preprocess: str = "none"
+
+    def of(self, step: str, condition: Any = None) -> Cell:
+        """The cell of another step (and condition) of the same pair, metric and preprocessing option."""
+        return dataclasses.replace(self, step=step, condition=condition)
+
+
+#: The rows of the jobs run so far, by cell (what a later step's jobs read, e.g. the baseline grid).
+Done = dict[Cell, pd.DataFrame]
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """One step of an experiment, declaratively.
+
+    Attributes:
+      step: its name (a cell's ``step``; later steps find its rows by it).
+      folder: where its job files go, under the run's output folder.
+      key: ``key(cell, done)``: the job-key content of a cell (everything its rows depend on).
+      compute: ``compute(cell, done)``: the rows (a results frame) of a cell. ``done`` holds the rows of the jobs
+        run before it (e.g. the earlier steps of the same pair), for a step that depends on them.
+      conditions: the conditions of a metric (default one, None; none: the step skips that metric).
+      label: the log's name of a cell (default: the store pair, metric, condition and preprocessing option).
+      detail: what the log says about a computed cell (e.g. the grid's size), or None.
+    """
+
+    step: str
+    folder: str
+    key: Callable[[Cell, Done], dict]
+    compute: Callable[[Cell, Done], pd.DataFrame]
+    conditions: Callable[[str], Sequence] = lambda metric: (None,)
+    label: Callable[[Cell], str] | None = None
+    detail: Callable[[Cell], str] | None = None
+
+
+def _label(cell: Cell) -> str:
+    condition = "" if cell.condition is None else f" {cell.condition}"
+    option = "" if cell.preprocess == "none" else f" preprocess={cell.preprocess}"
+    return f"{cell.pair.label} {cell.metric}{condition}{option}"
+
+
+def run_plans(plans: Sequence[Plan], pairs: Iterable[Pair], metrics: Sequence[str],
+              preprocess: Sequence[str] = ("none",), *, out: Path, log: Callable[[str], None]) -> Done:
+    """Run every job of ``plans`` (skipping those whose file exists); ``{cell: its rows}`` in job order.
+
+    Jobs run pair by pair (one pair's layers are read once and released after its last job), and within a pair
+    step by step in the order of ``plans``, so a step reads the rows of the steps before it. Job files go to
+    ``out / plan.folder``; temporaries that killed jobs left there are removed first (those of jobs no live process
+    holds).
+    """
+    plan_of = {plan.step: plan for plan in plans}
+    cells = [Cell(plan.step, pair, m, c, o) for pair in pairs for plan in plans for m in metrics for o in preprocess
+             for c in plan.conditions(m)]
+    for folder in {plan.folder for plan in plans}:
+        remove_leftovers(out / folder, pattern="*.tmp")
+    clock = JobClock(len(cells))
+    done: Done = {}
+    for i, cell in enumerate(cells):
+        plan = plan_of[cell.step]
+        path = out / plan.folder / f"{job_key(**plan.key(cell, done))}.parquet"
+        done[cell] = cached_job(path, lambda cell=cell, plan=plan: plan.compute(cell, done),
+                                label=(plan.label or _label)(cell), log=log, clock=clock,
+                                detail=plan.detail(cell) if plan.detail else "")
+        if i + 1 == len(cells) or cells[i + 1].pair is not cell.pair:
+            cell.pair.release()
+    return done
+
+
+def write_exclusions(output_dir: Path, exclusions: dict) -> Path:
+    """Write what an experiment left out to ``<output>/exclusions.json``, atomically (never half-written)."""
+    from align.store import atomic_path
+
+    path = output_dir / "exclusions.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(exclusions, indent=1))
+    return path
+
+
+def write_frame(frame: pd.DataFrame, path: Path) -> Path:
+    """Write a table that is not a results table (e.g. per-item scores) to ``path`` as Parquet, atomically."""
+    from align.store import atomic_path
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False)
+    return path
