@@ -196,8 +196,39 @@ LIST_KEYS = {
 
 @dataclasses.dataclass(frozen=True)
 class PlotConfig:
+    """Heatmaps: ``formats`` (any of "png", "pdf", "svg"), one shared colour range per figure unless ``vmin`` /
+    ``vmax`` are given, ``cmap`` (None: a diverging map centred on zero for signed scores, sequential otherwise)."""
+
     enabled: bool = True
     dpi: int = 120
+    formats: tuple[str, ...] = ("png",)
+    vmin: float | None = None
+    vmax: float | None = None
+    cmap: str | None = None
+
+
+LIST_KEYS[PlotConfig] = ("formats",)
+
+EXECUTION_BACKENDS = ("local", "ray")
+PLOT_FORMATS = ("png", "pdf", "svg")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExecutionConfig:
+    """Where a run computes (README "Running at scale"); not part of the fingerprint: results do not depend on it.
+
+    devices: JAX devices a layer grid is sharded over: 1 (default), an integer N (the first N local devices) or
+      "all" (every local device).
+    backend: "local" (this process) or "ray" (extraction on Ray Data, one Ray task per scoring job).
+    address: the Ray cluster to join (None: start a local one); backend "ray" only.
+    num_cpus, num_gpus: resources each Ray worker asks for; backend "ray" only.
+    """
+
+    devices: int | str = 1
+    backend: str = "local"
+    address: str | None = None
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,6 +243,7 @@ class RunConfig:
     score: ScoreConfig = ScoreConfig()
     plot: PlotConfig = PlotConfig()
     experiment: ExperimentConfig = LayerwiseExperiment()
+    execution: ExecutionConfig = ExecutionConfig()
     source: str | None = None
 
     def fingerprint(self, *sections: str) -> str:
@@ -219,6 +251,7 @@ class RunConfig:
         content = _as_jsonable(self)
         content.pop("source", None)
         content.pop("output", None)
+        content.pop("execution", None)  # where it runs does not change the numbers
         if sections:
             content = {k: content[k] for k in sections}
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
@@ -314,6 +347,27 @@ def _validate(cfg: RunConfig) -> None:
     plot = cfg.plot
     _require(isinstance(plot.enabled, bool), f"plot.enabled = {plot.enabled!r}; must be a boolean (true or false)")
     _require(_is_int(plot.dpi) and plot.dpi >= 1, f"plot.dpi = {plot.dpi!r}; must be an integer >= 1")
+    _require(all(f in PLOT_FORMATS for f in plot.formats) and len(plot.formats) >= 1,
+             f"plot.formats = {list(plot.formats)}; allowed: any of {list(PLOT_FORMATS)}")
+    for key in ("vmin", "vmax"):
+        v = getattr(plot, key)
+        _require(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)),
+                 f"plot.{key} = {v!r}; must be a number")
+    _require(plot.vmin is None or plot.vmax is None or plot.vmin < plot.vmax,
+             f"plot.vmin = {plot.vmin!r} must be below plot.vmax = {plot.vmax!r}")
+    _require(plot.cmap is None or (isinstance(plot.cmap, str) and plot.cmap.strip() != ""),
+             f"plot.cmap = {plot.cmap!r}; must be a matplotlib colour map name")
+    x = cfg.execution
+    _require(x.devices == "all" or (_is_int(x.devices) and x.devices >= 1),
+             f"execution.devices = {x.devices!r}; allowed: an integer >= 1 or 'all'")
+    _require(x.backend in EXECUTION_BACKENDS, f"execution.backend = {x.backend!r}; allowed: {list(EXECUTION_BACKENDS)}")
+    _require(x.address is None or (isinstance(x.address, str) and x.address.strip() != ""),
+             f"execution.address = {x.address!r}; must be a Ray address such as 'ray://host:10001' or 'auto'")
+    _require(x.address is None or x.backend == "ray", "execution.address applies to backend = 'ray' only")
+    for key in ("num_cpus", "num_gpus"):
+        v = getattr(x, key)
+        _require(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0,
+                 f"execution.{key} = {v!r}; must be a number >= 0")
     _require(len(sc.preprocess_options) == 1 or cfg.experiment.kind == "layerwise",
              f"score.preprocess lists {len(sc.preprocess_options)} options {list(sc.preprocess_options)}; experiment "
              f"kind {cfg.experiment.kind!r} takes one (run the config once per option, e.g. --set "
@@ -471,6 +525,7 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> RunConfi
         score=_build_score(data.get("score", {})),
         plot=_build(PlotConfig, data.get("plot", {}), "plot"),
         experiment=_build_experiment(data.get("experiment", {})),
+        execution=_build(ExecutionConfig, data.get("execution", {}), "execution"),
         source=source,
     )
     _validate(cfg)
@@ -493,7 +548,7 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
 
 #: What ``--set`` (``load_config(overrides=)``) can address, for its error messages.
 OVERRIDE_HELP = ("--set can address top-level keys (name, output) and keys of the tables [stimuli], [extract], "
-                 "[score], [plot] and [experiment], e.g. --set stimuli.n=50; [[models]] entries are edited in the "
+                 "[score], [plot], [experiment] and [execution], e.g. --set stimuli.n=50; [[models]] entries are edited in the "
                  "config file")
 
 
