@@ -8,7 +8,7 @@ float32 inputs, and is written here from the libraries' public APIs and the pape
 - ``grid`` peers score a whole grid in one library call where the library offers one (rsatoolbox's ``compare``
   of two sets of RDMs): ``fn(Xs, Ys) -> [len(Xs), len(Ys)]``, direction X -> Y only (used for symmetric metrics).
 
-Definitions follow /work/shared/DESIGN.md; where a peer's published code differs (platonic-rep's ``+ 1e-6`` in
+Definitions follow the metrics' docstrings in align/metrics; where a peer's published code differs (platonic-rep's ``+ 1e-6`` in
 the CKA/CKNNA denominators, a fixed RBF bandwidth, rsatoolbox's pooled tRSA quantiles) the peer is run with our
 definition and the docstring says so, so that the score differences measure the implementations, not the
 definitions.

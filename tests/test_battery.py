@@ -1,5 +1,5 @@
 """The public battery (``align.check_metric``) over every registered metric and the example probes, and proof that
-it fails metrics whose declarations are false (STYLE 6).
+it fails metrics whose declarations are false.
 
 The checks themselves live in ``align/engine/_battery.py`` so that users run the same battery on their own probes
 (``align check-probe probes/my_probe.py``).

@@ -47,7 +47,7 @@ def _pair(n=24, p=9, q=14, seed=0):
     return X, Y
 
 
-# ---- independent float64 oracles (NumPy / SciPy), written from the definitions in DESIGN.md
+# ---- independent float64 oracles (NumPy / SciPy), written from the definitions in the metrics' docstrings (align/metrics)
 
 
 def _centered(A):

@@ -26,7 +26,7 @@ def test_reexports_are_one_name_per_line_and_documented(package):
     nodes = _reexports(module)
     assert nodes, f"{package} re-exports nothing"
     several = [f"line {n.lineno}: {', '.join(a.name for a in n.names)}" for n in nodes if len(n.names) > 1]
-    assert not several, f"{package}: one name per import line (STYLE 2): {several}"
+    assert not several, f"{package}: one name per import line: {several}"
     undocumented = []
     for node in nodes:
         name = node.names[0].asname or node.names[0].name

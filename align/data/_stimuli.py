@@ -351,23 +351,16 @@ def group_fold_ids(groups: Sequence, folds: int = 5, seed: int = 0) -> np.ndarra
     Raises:
       ValueError: ``folds`` is not an integer >= 2, or exceeds the number of groups.
     """
+    from align.stats import kfold_ids
+
     labels = list(groups)
-    index: dict = {}
-    inverse = np.array([index.setdefault(g, len(index)) for g in labels], dtype=np.int64)
+    n_groups = len(dict.fromkeys(labels))
     if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or folds < 2:
         raise ValueError(f"group_fold_ids: folds = {folds!r} must be an integer >= 2")
-    if folds > len(index):
-        raise ValueError(f"group_fold_ids: {folds} folds but only {len(index)} groups of stimuli ({len(labels)} "
-                         f"stimuli); use at most {len(index)} folds")
-    k, n_groups = int(folds), len(index)
-    order = np.arange(n_groups)
-    np.random.RandomState(seed).shuffle(order)  # as sklearn KFold(shuffle=True) and align's kfold_ids
-    sizes = np.full(k, n_groups // k)
-    sizes[: n_groups % k] += 1
-    group_fold = np.empty(n_groups, dtype=np.int32)
-    for f, (start, stop) in enumerate(zip(np.cumsum(sizes) - sizes, np.cumsum(sizes))):
-        group_fold[order[start:stop]] = f
-    return group_fold[inverse]
+    if folds > n_groups:
+        raise ValueError(f"group_fold_ids: {folds} folds but only {n_groups} groups of stimuli ({len(labels)} "
+                         f"stimuli); use at most {n_groups} folds")
+    return kfold_ids(len(labels), int(folds), seed, groups=labels)
 
 
 def order_hash(ids: Sequence[str]) -> str:

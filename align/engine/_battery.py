@@ -1,4 +1,4 @@
-"""The metric battery: checks that a metric (built-in or custom probe) does what it declares (STYLE 6).
+"""The metric battery: checks that a metric (built-in or custom probe) does what it declares.
 
 ``check_metric`` scores small random layers and returns a :class:`BatteryReport`, one :class:`CheckResult` per
 check with the numbers behind it:
