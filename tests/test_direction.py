@@ -227,7 +227,7 @@ def _paper_module(name):
 def test_findings_layerwise_peak_is_the_minimum(tmp_path):
     frame = _grid_frame()
     write_results(frame, tmp_path / "layerwise" / "results.parquet")
-    rows = _paper_module("findings").finding_1(tmp_path)["rows"]
+    rows = _paper_module("findings").finding(1, tmp_path)["rows"]
     assert len(rows) == 1
     r = rows.iloc[0]
     assert r.peak == pytest.approx(frame.score.min(), abs=1e-6)
