@@ -1,6 +1,8 @@
 """Figures of the layerwise experiment (reads results/paper/layerwise only).
 
-- layerwise/heatmaps/*.png: the layer x layer grid of every model pair, metric and direction (align.plots);
+- layerwise/heatmaps/*.png and *.pdf: the layer x layer grid of every model pair, metric and direction
+  (align.plots: peak starred, cells not significant after Benjamini-Hochberg hatched), and all_pairs.png/.pdf with
+  every pair on one page;
 - layerwise_depth.png: alignment vs relative depth: for each vision layer the best score over the language model's
   layers (left) and for each language layer the best over the vision model's layers (right), one line per model
   pair, per metric and direction; the shuffled-pairing null at the peak pair is drawn as a cross. "Best" honours
@@ -74,7 +76,9 @@ def draw(results: Path, figures: Path) -> list[Path]:
     table = read_results(results / "layerwise" / "results.parquet")
     null_path = results / "layerwise" / "peak_null.parquet"
     null = read_results(null_path) if null_path.exists() else None
-    out = [*save_heatmaps(table, figures / "layerwise" / "heatmaps")]
+    # PNG for the report, vector PDF for the paper; all_pairs.*: every model pair on one page, one scale per metric
+    out = [*save_heatmaps(table, figures / "layerwise" / "heatmaps", formats=("png", "pdf"), all_pairs=True,
+                          remove_stale=True)]
     metrics = list(dict.fromkeys(table.metric))
     panels = [(m, d) for m in metrics for d in sorted(table[table.metric == m].direction.unique())]
     fig, axes = plt.subplots(len(panels), 2, figsize=(11, 3.6 * len(panels)), squeeze=False)

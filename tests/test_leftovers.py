@@ -170,16 +170,17 @@ def test_caption_change_redraws_the_heatmap_from_the_new_table(tiny_models, tmp_
     from align.results import read_results
 
     first = run(_config(tiny_models, tmp_path, caption="first"), progress=False, log=_quiet)
-    assert [p.name.split("__")[-2:] for p in first.heatmaps] == [["caption=first", "preprocess=none.png"]]
+    assert [p.name.split("__")[-2:] for p in first.heatmaps[:-1]] == [["caption=first", "preprocess=none.png"]]
+    assert first.heatmaps[-1].name == "all_pairs.png"  # every model pair of the run on one page
     second = run(_config(tiny_models, tmp_path, caption=1), progress=False, log=_quiet)
-    (png,) = second.heatmaps
+    png, page = second.heatmaps
     assert "__caption=1__" in png.name and png.exists()
     table = read_results(second.results)
     assert set(table["caption"]) == {"1"}
     drawn = pd.read_csv(png.with_suffix(".csv"), index_col=0)
     np.testing.assert_allclose(drawn.to_numpy(), score_matrix(table).to_numpy(), equal_nan=True)
     assert not first.heatmaps[0].exists()  # the figure of the old caption is gone, not listed beside the new one
-    assert sorted(p.name for p in png.parent.iterdir()) == sorted([png.name, png.with_suffix(".csv").name])
+    assert sorted(p.name for p in png.parent.iterdir()) == sorted([png.name, png.with_suffix(".csv").name, page.name])
 
 
 # --------------------------------------------------------------------------------------- heatmaps (no models)
