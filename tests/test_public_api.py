@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 PACKAGES = ["align", "align.data", "align.store", "align.extract", "align.metrics", "align.engine",
-            "align.experiments", "align.results", "align.plots"]
+            "align.experiments", "align.results", "align.plots", "align.report", "align.stats",
+            "align.streaming"]
 
 
 def _reexports(module) -> list[ast.ImportFrom]:
