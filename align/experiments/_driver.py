@@ -11,6 +11,7 @@ log says how many jobs are done and about how long the rest will take (:class:`J
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import time
@@ -161,19 +162,26 @@ def _label(cell: Cell) -> str:
 
 
 def run_plans(plans: Sequence[Plan], pairs: Iterable[Pair], metrics: Sequence[str],
-              preprocess: Sequence[str] = ("none",), *, out: Path, log: Callable[[str], None]) -> Done:
+              preprocess: Sequence[str] = ("none",), *, out: Path, log: Callable[[str], None],
+              executor: Executor | None = None) -> Done:
     """Run every job of ``plans`` (skipping those whose file exists); ``{cell: its rows}`` in job order.
 
     Jobs run pair by pair (one pair's layers are read once and released after its last job), and within a pair
     step by step in the order of ``plans``, so a step reads the rows of the steps before it. Job files go to
     ``out / plan.folder``; temporaries that killed jobs left there are removed first (those of jobs no live process
     holds).
+
+    ``executor`` (e.g. ``align.cluster.RayExecutor``): computes the missing jobs elsewhere instead, step by step
+    (each step's jobs at once; a job sees the rows of the earlier steps of its own pair), while this process
+    writes each job's file when its rows come back; the files and rows are those of a local run.
     """
     plan_of = {plan.step: plan for plan in plans}
     cells = [Cell(plan.step, pair, m, c, o) for pair in pairs for plan in plans for m in metrics for o in preprocess
              for c in plan.conditions(m)]
     for folder in {plan.folder for plan in plans}:
         remove_leftovers(out / folder, pattern="*.tmp")
+    if executor is not None:
+        return _run_elsewhere(plan_of, cells, executor, out=out, log=log)
     clock = JobClock(len(cells))
     done: Done = {}
     for i, cell in enumerate(cells):
@@ -185,6 +193,45 @@ def run_plans(plans: Sequence[Plan], pairs: Iterable[Pair], metrics: Sequence[st
         if i + 1 == len(cells) or cells[i + 1].pair is not cell.pair:
             cell.pair.release()
     return done
+
+
+#: ``executor(jobs)``: computes no-argument jobs (each returns its rows) elsewhere and yields ``(index in jobs, rows,
+#: seconds)`` as each finishes.
+Executor = Callable[[Sequence[Callable[[], pd.DataFrame]]], Iterable[tuple[int, pd.DataFrame, float]]]
+
+
+def _run_elsewhere(plan_of: dict[str, Plan], cells: list[Cell], executor: Executor, *, out: Path,
+                   log: Callable[[str], None]) -> Done:
+    """``run_plans`` with ``executor``: each step's missing jobs computed by it, their files written here (under
+    the job's lock, unless another run wrote it meanwhile); ``{cell: its rows}`` in job order."""
+    from align.results import read_results, write_results
+
+    clock = JobClock(len(cells))
+    done: Done = {}
+    for step in dict.fromkeys(cell.step for cell in cells):
+        plan = plan_of[step]
+        label = plan.label or _label
+        wave = [cell for cell in cells if cell.step == step]
+        paths = {cell: out / plan.folder / f"{job_key(**plan.key(cell, done))}.parquet" for cell in wave}
+        todo = []
+        for cell in wave:
+            if paths[cell].exists():
+                done[cell] = read_results(paths[cell])
+                log(f"  {clock.done()} {label(cell)}: exists, skipped")
+            else:
+                todo.append(cell)
+        jobs = [functools.partial(plan.compute, cell, {c: r for c, r in done.items() if c.pair is cell.pair})
+                for cell in todo]
+        for index, rows, seconds in executor(jobs):
+            cell = todo[index]
+            path = paths[cell]
+            with output_lock(path, log=log):
+                if not path.exists():  # else another run wrote it meanwhile: same inputs, same rows
+                    write_results(rows, path)
+            done[cell] = read_results(path)
+            detail = plan.detail(cell) if plan.detail else ""
+            log(f"  {clock.done(seconds)} {label(cell)}: {detail + ' in ' if detail else ''}{seconds:.1f} s")
+    return {cell: done[cell] for cell in cells}
 
 
 def write_exclusions(output_dir: Path, exclusions: dict) -> Path:

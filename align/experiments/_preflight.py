@@ -69,6 +69,13 @@ def preflight(cfg: RunConfig, stages=ALL_STAGES, *, load_stimuli: bool = True, p
     """
     check_output(cfg.output)
     check_device(cfg.extract.device)
+    if cfg.extract.device_map is not None:  # a GPU placement on a CPU-only build fails here, before any model loads
+        from align.extract import check_device_map
+
+        try:
+            check_device_map(cfg.extract.device_map, cfg.extract.device)
+        except ValueError as e:
+            raise ConfigError(f"extract.{e}") from None
     specs, poolings = {}, {}
     for i, m in enumerate(cfg.models):
         specs[m.name], poolings[m.name] = check_model(i, m)
@@ -195,8 +202,9 @@ def check_stimuli(cfg: RunConfig, *, load: bool = True) -> tuple[int | None, int
     if s.kind == "synthetic":
         return s.n * s.renderings, N_CAPTIONS, N_CAPTIONS
     if s.kind == "pick_a_pic":
-        if not Path(s.root).expanduser().is_file():
-            raise ConfigError(f"stimuli.root = {s.root!r}: no such file (a Pick-a-Pic style Parquet file)")
+        if not s.path("root").is_file():
+            raise ConfigError(f"stimuli.root = {s.root!r}: no such file {s.path('root')} (a Pick-a-Pic style Parquet "
+                              f"file; relative paths resolve against the config file's folder)")
         return None, 1, 1
     if not load:
         return None, None, None

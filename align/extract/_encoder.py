@@ -29,6 +29,8 @@ class Encoder:
         list of RGB ``PIL.Image`` (vision) or of strings (language). One forward pass serves every pooling.
       architecture: class name of the loaded model.
       info: extra provenance for the store's meta (e.g. ``image_size``, ``preprocessing``).
+      output_shapes: the raw (unpooled) output shape of each layer on the one probe input the backend ran at load
+        time (``[1, tokens, d]``, ``[1, c, h, w]`` or ``[1, d]``), in ``layer_names`` order; empty when unknown.
     """
 
     name: str
@@ -37,6 +39,7 @@ class Encoder:
     encode: Callable[[list, Sequence[str]], dict[str, list[np.ndarray]]]
     architecture: str = ""
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
+    output_shapes: list[tuple[int, ...]] = dataclasses.field(default_factory=list)
 
 
 def check_dtype(dtype: str) -> str:
@@ -91,6 +94,34 @@ def check_device(device: str) -> None:
     elif device == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"device = 'mps', but this torch build ({torch.__version__}) has no MPS device "
                          f"(Apple GPUs only); use device = 'auto' or 'cpu'")
+
+
+def check_device_map(device_map: str | None, device: str = "auto") -> None:
+    """Raise a ValueError naming the problem unless ``device_map`` (transformers' ``from_pretrained`` placement of
+    a big model's layers across GPUs, via accelerate) can be honoured here; called before a model is loaded.
+
+    Args:
+      device_map: None (the whole model on ``device``) or ``"auto"`` (spread over every visible GPU).
+      device: the ``extract.device``; with a device map it must be "auto" or "cuda" (the map decides).
+    """
+    if device_map is None:
+        return
+    if device_map != "auto":
+        raise ValueError(f"device_map must be None or 'auto' (spread the model over every visible GPU), got "
+                         f"{device_map!r}")
+    if device not in ("auto", "cuda"):
+        raise ValueError(f"device_map = 'auto' places the model itself; device must be 'auto' or 'cuda', got "
+                         f"{device!r}")
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ValueError(f"device_map = 'auto' spreads a model over GPUs, but this torch build ({torch.__version__}) "
+                         "sees no CUDA device (torch.cuda.is_available() is False: a CPU-only build or no GPU); "
+                         "drop device_map (install the GPU build with `make setup-gpu` on a CUDA machine)")
+    import importlib.util
+
+    if importlib.util.find_spec("accelerate") is None:
+        raise ValueError("device_map = 'auto' needs the accelerate package (pip install accelerate)")
 
 
 @contextlib.contextmanager

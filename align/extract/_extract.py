@@ -10,13 +10,24 @@ import numpy as np
 
 from align.extract._encoder import Encoder
 from align.extract._encoder import check_dtype
+from align.extract._layers import layer_patterns
+from align.extract._layers import select_layers
+from align.extract._layers import selection_tag
 from align.extract._pooling import check_poolings
 from align.extract._spec import ModelSpec
 
 
 def load_encoder(spec: ModelSpec, *, dtype: str = "float32", device: str = "auto",
-                 poolings: Sequence[str] = ("mean",)) -> Encoder:
-    """Load a materialized spec with its backend ("hf", "timm" or "torch_module")."""
+                 poolings: Sequence[str] = ("mean",), load_options: dict | None = None) -> Encoder:
+    """Load a materialized spec with its backend ("hf", "timm" or "torch_module"). ``load_options``: the
+    transformers backend's big-model options (``device_map``, ``low_cpu_mem_usage``; see ``load_hf``)."""
+    if load_options:
+        if spec.backend != "hf":
+            raise ValueError(f"{sorted(load_options)} apply to transformers models only; {spec.name!r} is a "
+                             f"{spec.backend!r} model")
+        from align.extract._hf import load_hf
+
+        return load_hf(spec, dtype=dtype, device=device, poolings=poolings, **load_options)
     if spec.backend == "hf":
         from align.extract._hf import load_hf as load
     elif spec.backend == "timm":
@@ -52,7 +63,8 @@ def _rows(spec: ModelSpec, stimuli, captions, image_transform):
 def extract(model: str | ModelSpec, stimuli, root: str | Path, *, poolings: str | Sequence[str] | None = None,
             batch_size: int = 16, dtype: str = "float32", device: str = "auto", condition: str = "original",
             image_transform: Callable | None = None, captions: str | int = "all", config_fingerprint: str = "",
-            progress: bool = True) -> dict[str, Path]:
+            progress: bool = True, layers: str | Sequence[str] | None = None,
+            load_options: dict | None = None) -> dict[str, Path]:
     """Store every layer of a frozen model on a stimulus set, one finished store per pooling.
 
     Vision models read the images (``stimuli.load_image``, then ``image_transform(image, mask)`` if given); rows
@@ -82,6 +94,11 @@ def extract(model: str | ModelSpec, stimuli, root: str | Path, *, poolings: str 
       config_fingerprint: fingerprint of the settings that made the store; recorded in its meta, and a resumed run
         with a different one is refused by the store.
       progress: show a tqdm progress bar.
+      layers: fnmatch pattern(s) over the layer names the model records (``"layer_*"``; see ``align show-model``);
+        only matching layers are stored, in depth order. None (default) stores every layer. A selection's stores
+        live in a model folder of their own (``<model>~layers-<hash>``), so they never collide with the full store.
+      load_options: big-model options of transformers models, ``{"device_map": "auto", "low_cpu_mem_usage":
+        True}`` (``[extract]`` keys; see ``align.extract._hf.load_hf``); they change placement, not the values.
 
     Returns:
       pooling -> path of the finished store.
@@ -90,6 +107,8 @@ def extract(model: str | ModelSpec, stimuli, root: str | Path, *, poolings: str 
       StimulusError: an unreadable image (named), before anything of its batch is written.
       NonFiniteActivationError: NaN/inf activations (names the model, layer and stimuli; try dtype="float32").
       PoolingError: a pooling the model does not support (e.g. "cls" on a CNN), before anything is written.
+      ValueError: a ``layers`` pattern matches no layer (the message lists the model's layers), before anything is
+        written.
     """
     from align._locks import output_locks
     from align.store import store_path
@@ -101,7 +120,9 @@ def extract(model: str | ModelSpec, stimuli, root: str | Path, *, poolings: str 
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1; got {batch_size}")
     ids, groups, load = _rows(spec, stimuli, captions, image_transform)
-    paths = {p: store_path(root, stimuli.name, condition, spec.safe_name, p, stimulus_ids=ids) for p in poolings}
+    tag = selection_tag(layers)
+    folder = f"{spec.safe_name}~{tag}" if tag else spec.safe_name
+    paths = {p: store_path(root, stimuli.name, condition, folder, p, stimulus_ids=ids) for p in poolings}
     for path in paths.values():
         remove_store_leftovers(path)  # temporaries of killed writers; parts beside a finished store
     todo = [p for p in poolings if not paths[p].exists()]
@@ -113,7 +134,7 @@ def extract(model: str | ModelSpec, stimuli, root: str | Path, *, poolings: str 
         if todo:
             _write_stores(spec, stimuli, ids, groups, load, {p: paths[p] for p in todo}, batch_size=batch_size,
                           dtype=dtype, device=device, condition=condition, config_fingerprint=config_fingerprint,
-                          progress=progress)
+                          progress=progress, layers=layers, load_options=load_options)
     return paths
 
 
@@ -123,7 +144,7 @@ def _to_stderr(message: str) -> None:
 
 def _write_stores(spec: ModelSpec, stimuli, ids: list[str], groups, load: Callable, paths: dict[str, Path], *,
                   batch_size: int, dtype: str, device: str, condition: str, config_fingerprint: str,
-                  progress: bool) -> None:
+                  progress: bool, layers=None, load_options=None) -> None:
     """Run the model over the stimuli that the stores ``paths`` (pooling -> path, none finished) still lack and
     finalize them; the caller holds their locks."""
     from tqdm import tqdm
@@ -133,12 +154,14 @@ def _write_stores(spec: ModelSpec, stimuli, ids: list[str], groups, load: Callab
 
     todo = list(paths)
     spec = spec.materialize()
-    encoder = load_encoder(spec, dtype=dtype, device=device, poolings=todo)
+    encoder = load_encoder(spec, dtype=dtype, device=device, poolings=todo, load_options=load_options)
+    keep_layers = select_layers(encoder.layer_names, layers, model=spec.name)
+    selected = len(keep_layers) < len(encoder.layer_names)
     meta = {"model": spec.name, "model_source": spec.source, "revision": spec.revision,
             "architecture": spec.architecture or encoder.architecture, "modality": spec.modality, "dtype": dtype,
             "stimulus_set": stimuli.name, "condition": condition, "config_fingerprint": config_fingerprint,
-            **encoder.info}
-    writers = {p: StoreWriter(paths[p], stimulus_ids=ids, layer_names=encoder.layer_names,
+            **encoder.info, **({"layer_selection": list(layer_patterns(layers))} if selected else {})}
+    writers = {p: StoreWriter(paths[p], stimulus_ids=ids, layer_names=[encoder.layer_names[k] for k in keep_layers],
                               meta={**meta, "pooling": p}, groups=groups) for p in todo}
     writers = {p: w for p, w in writers.items() if not w.complete}
     pending = {p: set(w.pending_ids()) for p, w in writers.items()}
@@ -151,6 +174,8 @@ def _write_stores(spec: ModelSpec, stimuli, ids: list[str], groups, load: Callab
             batch = rows[start:start + batch_size]
             inputs = [load(i) for i in batch]  # unreadable images raise here, before this batch writes anything
             pooled = encoder.encode(inputs, list(writers))
+            if selected:
+                pooled = {p: [arrays[k] for k in keep_layers] for p, arrays in pooled.items()}
             for p, writer in writers.items():
                 keep = [k for k, i in enumerate(batch) if ids[i] in pending[p]]
                 if not keep:

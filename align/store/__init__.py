@@ -18,3 +18,5 @@ from align.store._writer import StoreWriter
 from align.store._load import load_activations
 from align.store._format import atomic_path
 from align.store._writer import remove_store_leftovers
+from align.store._export import EXPORT_FORMATS
+from align.store._export import export_store
