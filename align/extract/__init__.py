@@ -6,6 +6,11 @@ torch and transformers are imported only when a model is loaded, never at ``impo
 from align.extract._encoder import check_device
 from align.extract._encoder import check_device_map
 from align.extract._extract import extract
+from align.extract._extract import BatchSource
+from align.extract._extract import LoadedModel
+from align.extract._extract import LocalSource
+from align.extract._extract import extract_stores
+from align.extract._extract import stimulus_rows
 from align.extract._show import LayerInfo
 from align.extract._layers import select_layers
 from align.extract._layers import layer_patterns
