@@ -159,7 +159,9 @@ class ActivationStore(Mapping):
         pending: list[list[np.ndarray]] = []
         held = 0
         try:
-            reader = pq.ParquetFile(self.path, **READ_OPTIONS)
+            # pre_buffer=False: pyarrow's default keeps every row group read until the file closes, so one pass
+            # over a store would hold all of it
+            reader = pq.ParquetFile(self.path, pre_buffer=False, **READ_OPTIONS)
             for batch in reader.iter_batches(batch_size=int(rows), columns=names, use_threads=False):
                 pending.append([self._column_values(batch.column(i), name, d)
                                 for i, (name, d) in enumerate(zip(names, widths))])

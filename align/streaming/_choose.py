@@ -17,6 +17,7 @@ is at most :data:`MEMORY_FRACTION` of the available memory.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -29,10 +30,27 @@ from align.streaming._grid import STREAMABLE
 #: Share of the available memory the in-memory path may plan to use (the rest: Python, JAX, the page cache).
 MEMORY_FRACTION = 0.7
 
+#: Environment variable: plan with this many bytes of available memory instead of measuring it (a machine shared
+#: with other jobs, or a test that forces the streamed path).
+MEMORY_ENV = "ALIGN_MEMORY_BYTES"
+
 
 def available_memory() -> int | None:
-    """Bytes of memory available to new allocations: psutil's ``available`` if psutil is installed, else
-    ``MemAvailable`` of ``/proc/meminfo``; None where neither is readable."""
+    """Bytes of memory available to new allocations: ``$ALIGN_MEMORY_BYTES`` when set, else psutil's ``available``
+    if psutil is installed, else ``MemAvailable`` of ``/proc/meminfo``; None where none is readable.
+
+    Raises:
+      ValueError: ``ALIGN_MEMORY_BYTES`` is set but not a positive integer.
+    """
+    value = os.environ.get(MEMORY_ENV, "").strip()
+    if value:
+        try:
+            limit = int(float(value))
+        except ValueError:
+            limit = 0
+        if limit <= 0:
+            raise ValueError(f"{MEMORY_ENV}={value!r} is not a positive number of bytes")
+        return limit
     try:
         import psutil
     except ImportError:
@@ -50,11 +68,15 @@ def available_memory() -> int | None:
 
 
 def _prepared_bytes(prepare, prep_kwargs: tuple, n: int, width: int) -> int:
-    """Bytes of ``prepare(X [n, width], **prep_kwargs)`` (shapes only; nothing is computed)."""
+    """Bytes of ``prepare(X [n, width], **prep_kwargs)`` (shapes only; nothing is computed); an ``[n, n]`` float32
+    matrix and the layer where the preparation cannot even be traced at this n."""
     if prepare is None:
         return 4 * n * width
-    shapes = jax.eval_shape(functools.partial(prepare, **dict(prep_kwargs)),
-                            jax.ShapeDtypeStruct((n, width), jnp.float32))
+    try:
+        shapes = jax.eval_shape(functools.partial(prepare, **dict(prep_kwargs)),
+                                jax.ShapeDtypeStruct((n, width), jnp.float32))
+    except (OverflowError, ValueError, TypeError):  # n too large to even trace (int32 indices of n² entries)
+        return 4 * n * (n + width)
     return sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree_util.tree_leaves(shapes))
 
 
@@ -90,24 +112,43 @@ def choose_path(metric, n: int, widths_x: Sequence[int], widths_y: Sequence[int]
       ValueError: the grid does not fit and the metric has no streamed form (names the metrics that have one), or
         the available memory cannot be read and was not given.
     """
+    return explain_path(metric, n, widths_x, widths_y, available_bytes, metric_kwargs=metric_kwargs)[0]
+
+
+def explain_path(metric, n: int, widths_x: Sequence[int], widths_y: Sequence[int], available_bytes: int | None = None,
+                 *, metric_kwargs: Mapping[str, Any] | None = None) -> tuple[str, str]:
+    """:func:`choose_path` and why, in words (the estimate and the budget), for a log line.
+
+    Returns:
+      ``("memory" | "stream", reason)``.
+
+    Raises:
+      ValueError: as :func:`choose_path`.
+    """
     m, _ = resolve_metric(metric, metric_kwargs)
     if available_bytes is None:
         available_bytes = available_memory()
         if available_bytes is None:
             raise ValueError("choose_path: the available memory cannot be read here (no psutil, no /proc/meminfo); "
-                             "pass available_bytes")
+                             f"pass available_bytes or set {MEMORY_ENV}")
     budget = MEMORY_FRACTION * available_bytes
     raw = 4 * n * (sum(widths_x) + sum(widths_y))
     if raw <= budget:
         need = in_memory_bytes(metric, n, widths_x, widths_y, metric_kwargs)
         if need <= budget:
-            return "memory"
+            return "memory", (f"the in-memory grid needs about {_size(need)}, within {_size(budget)} "
+                              f"({MEMORY_FRACTION:.0%} of {_size(available_bytes)} available)")
     else:
         need = raw
     if m.name in STREAMABLE:
-        return "stream"
+        return "stream", (f"the in-memory grid needs about {_size(need)} (n={n}), more than {_size(budget)} "
+                          f"({MEMORY_FRACTION:.0%} of {_size(available_bytes)} available)")
     raise ValueError(
         f"{m.name} on n={n} stimuli needs about {need / 2**30:.1f} GiB in memory (at least; the layers and their "
         f"prepared forms) but {available_bytes / 2**30:.1f} GiB are available, and it has no streamed form: the "
         f"metrics that stream from the store are {list(STREAMABLE)}; use one of them, fewer stimuli, or a machine "
         f"with more memory")
+
+
+def _size(b: float) -> str:
+    return f"{b / 2**30:.2f} GiB" if b >= 2**30 else f"{b / 2**20:.1f} MiB"

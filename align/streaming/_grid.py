@@ -7,7 +7,7 @@ in-memory numbers (``align.pairwise``) up to rounding (float64 statistics here, 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -29,7 +29,8 @@ from align.streaming._rows import as_store
 from align.streaming._rows import check_chunk_rows
 from align.streaming._rows import check_paired
 from align.streaming._rows import default_chunk_rows
-from align.streaming._rows import paired_chunks
+from align.streaming._rows import Pairing
+from align.streaming._rows import check_rows_y
 
 #: Metrics with a streamed (feature-space) form, and the keywords that form supports (all of the metric's).
 STREAMABLE = ("linear_cka", "linear_predictivity")
@@ -37,26 +38,36 @@ STREAMABLE = ("linear_cka", "linear_predictivity")
 
 def stream_pairwise(metric, store_x, store_y, *, metric_kwargs: Mapping[str, Any] | None = None,
                     chunk_rows: int | None = None, direction: str | None = None, constant_layers: str = "error",
-                    progress: bool | None = None) -> LayerGrid:
+                    rows_y: Sequence[Sequence[int]] | None = None, progress: bool | None = None) -> LayerGrid:
     """Score every (x layer, y layer) pair of two stores from row chunks (n larger than memory).
 
     - ``linear_cka`` (biased, or ``debiased=True``): one pass accumulating ``Xᵀ X``, ``Yᵀ Y``, ``Xᵀ Y``, column
       sums and, for the debiased estimator, sums with the squared row norms (:mod:`align.streaming._cka`).
-    - ``linear_predictivity`` (every keyword: exact-LOO or GCV alphas, ``scale``, ``score``, ``cv_score``,
-      ``alpha_per_target``, ``pca_components``, both directions): pass 1 per fold (same fold ids as the in-memory
-      path), a ``[p, p]`` eigendecomposition per (source layer, fold), with LOO a pass for the per-row leverages,
-      then a pass predicting the held-out rows (:mod:`align.streaming._predictivity`).
+    - ``linear_predictivity`` (its keywords: ``alphas``, ``folds`` as a count with ``seed`` or as fold ids,
+      ``alpha_selection`` ``"loo"`` or ``"gcv"``, ``alpha_per_target``, ``scale``, ``score`` ``"pearson"`` or
+      ``"r2"``, ``cv_score`` ``"fold_mean"`` or ``"pooled"``, ``pca_components``; either or both directions): pass
+      1 per fold (the same fold ids as the in-memory path), a ``[p, p]`` eigendecomposition per (source layer,
+      fold), with LOO a pass for the per-row leverages, then a pass predicting the held-out rows
+      (:mod:`align.streaming._predictivity`).
+
+    Statistics are float64 (the in-memory engine computes in float32), so the two agree to about 1e-6 on
+    well-conditioned layers; where float32 loses digits (e.g. ``scale=True`` with fewer stimuli than features) the
+    streamed value is the closer one to a float64 computation. No permutation nulls, bootstrap intervals or
+    per-layer preprocessing: score those in memory.
 
     Args:
       metric: ``"linear_cka"``, ``"linear_predictivity"``, a spec string of one (``"linear_cka(debiased=True)"``)
         or its :class:`~align.metrics.Metric`.
       store_x, store_y: ``ActivationStore`` objects or paths of finished stores with the same stimuli in the same
-        order.
+        order (or see ``rows_y``).
       metric_kwargs: the metric's keyword arguments (override those of a spec string).
-      chunk_rows: rows read at a time (default: about 64 MB of both stores' activations per chunk).
+      chunk_rows: rows read at a time (default: about 32 MB of both stores' float32 activations per chunk).
       direction: for linear predictivity, ``"x_to_y"`` or ``"y_to_x"`` only (default both).
       constant_layers: ``"error"`` (default) or ``"skip"`` (score NaN and list in ``constant_x``/``constant_y``), as
         ``align.pairwise``.
+      rows_y: per row of ``store_x``, the rows of ``store_y`` that stand for it (their mean; one row: that row),
+        e.g. a caption store's captions of each image, in about the same order as the x rows; default None: row k
+        with row k, and the stores must list the same stimuli in the same order.
       progress: show a progress bar of the rows read (None: when standard error is a terminal or
         ``ALIGN_PROGRESS=1``).
 
@@ -65,8 +76,8 @@ def stream_pairwise(metric, store_x, store_y, *, metric_kwargs: Mapping[str, Any
       linear predictivity ``stats`` holds ``alpha_median``, ``alpha_low_share``, ``alpha_high_share``).
 
     Raises:
-      ValueError: a metric without a streamed form (names those that have one), bad keyword arguments or
-        ``chunk_rows``.
+      ValueError: a metric without a streamed form (names those that have one), bad keyword arguments,
+        ``chunk_rows`` or ``rows_y``.
       StoreMismatchError: the stores do not list the same stimuli in the same order.
       MetricInputError: too few stimuli, or a constant layer with ``constant_layers="error"``.
     """
@@ -78,7 +89,11 @@ def stream_pairwise(metric, store_x, store_y, *, metric_kwargs: Mapping[str, Any
         raise ValueError(f"constant_layers must be 'error' or 'skip', got {constant_layers!r}")
     check_chunk_rows(chunk_rows)
     sx, sy = as_store(store_x, "store_x"), as_store(store_y, "store_y")
-    check_paired(sx, sy)
+    if rows_y is None:
+        check_paired(sx, sy)
+        pairing = Pairing(sx, sy)
+    else:
+        pairing = Pairing(sx, sy, check_rows_y(rows_y, sx.n, sy))
     n = sx.n
     m.split_kwargs(kwargs)  # unknown keyword names raise here
     merged = {**m.defaults, **kwargs}
@@ -92,13 +107,13 @@ def stream_pairwise(metric, store_x, store_y, *, metric_kwargs: Mapping[str, Any
     with progress_bar(passes * n, f"stream {m.name}", "row", progress) as bar:
         if m.name == "linear_cka":
             debiased = bool(merged["debiased"])
-            moments = accumulate(paired_chunks(sx, sy, rows), row_norms=debiased, progress=bar)
+            moments = accumulate(pairing.chunks(rows), row_norms=debiased, progress=bar)
             cx, cy = _constant(moments, sx, sy, constant_layers)
             scores, stats = {SYMMETRIC: cka_grid(moments, debiased)}, {}
         else:
-            moments, fold_ids = predictivity_moments(sx, sy, merged, rows, bar)
+            moments, fold_ids = predictivity_moments(pairing, merged, rows, bar)
             cx, cy = _constant(moments, sx, sy, constant_layers)
-            scores, stats = predictivity_grid(sx, sy, moments, fold_ids, merged, directions, rows, bar)
+            scores, stats = predictivity_grid(pairing, moments, fold_ids, merged, directions, rows, bar)
     scores = {d: _masked(v, cx, cy) for d, v in scores.items()}
     stats = {d: {k: _masked(v, cx, cy) for k, v in per.items()} for d, per in stats.items()}
     grid = layer_grid(m, kwargs, sx.layer_names, sy.layer_names, n, scores, stats, cx, cy)

@@ -92,7 +92,7 @@ def accumulate(chunks: Iterable[Chunk], fold_ids: np.ndarray | None = None, n_gr
     """Sufficient statistics of every layer and (x, y) layer pair, per group of rows.
 
     Args:
-      chunks: the paired row chunks of both stores (:func:`align.streaming._rows.paired_chunks`).
+      chunks: the paired row chunks of both stores (:meth:`align.streaming._rows.Pairing.chunks`).
       fold_ids: ``[n]`` group id (0..G-1) per row, or None for one group.
       n_groups: G.
       row_norms: also accumulate :class:`RowNorms` (one group only).
@@ -130,13 +130,9 @@ def accumulate(chunks: Iterable[Chunk], fold_ids: np.ndarray | None = None, n_gr
             m.counts[g] += gx[0].shape[0]
             _add_side(m.x, g, gx, [a[rows] for a in chunk.xs])
             _add_side(m.y, g, gy, [a[rows] for a in chunk.ys])
-            X, Y = np.concatenate(gx, axis=1), np.concatenate(gy, axis=1)
-            XY = X.T @ Y
-            ox = np.cumsum([0] + [a.shape[1] for a in gx])
-            oy = np.cumsum([0] + [a.shape[1] for a in gy])
-            for i in range(len(gx)):
-                for j in range(len(gy)):
-                    m.cross[i][j][g] += XY[ox[i]:ox[i + 1], oy[j]:oy[j + 1]]
+            for i, a in enumerate(gx):  # block by block: no concatenated [m, Σ p] copy of the chunk
+                for j, b in enumerate(gy):
+                    m.cross[i][j][g] += a.T @ b
         if progress is not None:
             progress.update(chunk.rows)
     if m is None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import numpy as np
 
 from align.stats import kfold_ids
-from align.store import ActivationStore
 from align.streaming._fold_fit import FoldModel
 from align.streaming._fold_fit import choose_alphas
 from align.streaming._fold_fit import fold_models
@@ -28,15 +27,15 @@ from align.streaming._moments import accumulate
 from align.streaming._predict import ScoreAccumulator
 from align.streaming._predict import alpha_summary
 from align.streaming._predict import layer_score
-from align.streaming._rows import paired_chunks
+from align.streaming._rows import Pairing
 
 #: Which side is the source and which the target in each direction.
 SIDES = {"x_to_y": ("x", "y"), "y_to_x": ("y", "x")}
 
 
-def _pass(store_x, store_y, rows, fold_ids, accumulators: dict, bar) -> None:
+def _pass(pairing: Pairing, rows, fold_ids, accumulators: dict, bar) -> None:
     """One read of both stores, each chunk handed to every direction's accumulator."""
-    for chunk in paired_chunks(store_x, store_y, rows):
+    for chunk in pairing.chunks(rows):
         folds = fold_ids[chunk.start:chunk.start + chunk.rows]
         sides = {"x": chunk.xs, "y": chunk.ys}
         for direction, acc in accumulators.items():
@@ -45,21 +44,20 @@ def _pass(store_x, store_y, rows, fold_ids, accumulators: dict, bar) -> None:
         bar.update(chunk.rows)
 
 
-def predictivity_moments(store_x: ActivationStore, store_y: ActivationStore, kw: dict, chunk_rows: int,
-                         bar) -> tuple[Moments, np.ndarray]:
+def predictivity_moments(pairing: Pairing, kw: dict, chunk_rows: int, bar) -> tuple[Moments, np.ndarray]:
     """Pass 1: the per-fold moments and the fold id of every row (``kw``: the metric's keywords, defaults merged)."""
-    fold_ids = kfold_ids(store_x.n, kw["folds"], kw["seed"])
-    m = accumulate(paired_chunks(store_x, store_y, chunk_rows), fold_ids, int(fold_ids.max()) + 1, progress=bar)
+    fold_ids = kfold_ids(pairing.n, kw["folds"], kw["seed"])
+    m = accumulate(pairing.chunks(chunk_rows), fold_ids, int(fold_ids.max()) + 1, progress=bar)
     return m, fold_ids
 
 
-def predictivity_grid(store_x: ActivationStore, store_y: ActivationStore, m: Moments, fold_ids: np.ndarray,
+def predictivity_grid(pairing: Pairing, m: Moments, fold_ids: np.ndarray,
                       kw: dict, directions: tuple[str, ...], chunk_rows: int, bar
                       ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]]:
     """Passes 2 and 3: scores and chosen-alpha summaries of every (x layer, y layer) pair in each direction.
 
     Args:
-      store_x, store_y: row-paired stores.
+      pairing: the two stores, rows paired.
       m, fold_ids: :func:`predictivity_moments`.
       kw: every keyword of ``linear_predictivity`` (defaults merged).
       directions: ``"x_to_y"`` and/or ``"y_to_x"``.
@@ -75,7 +73,7 @@ def predictivity_grid(store_x: ActivationStore, store_y: ActivationStore, m: Mom
     widths = {d: [g.shape[1] for g in getattr(m, SIDES[d][1]).sums] for d in directions}
     if kw["alpha_selection"] == "loo":
         loo = {d: LooAccumulator(models[d], alphas, block_rows=min(chunk_rows, BLOCK_ROWS)) for d in directions}
-        _pass(store_x, store_y, chunk_rows, fold_ids, loo, bar)
+        _pass(pairing, chunk_rows, fold_ids, loo, bar)
         errors = {d: [[loo[d].errors(l, f) for f in range(len(per))] for l, per in enumerate(models[d])]
                   for d in directions}
     else:
@@ -84,7 +82,7 @@ def predictivity_grid(store_x: ActivationStore, store_y: ActivationStore, m: Mom
     chosen = {d: [[choose_alphas(e, alphas, widths[d], bool(kw["alpha_per_target"])) for e in per]
                   for per in errors[d]] for d in directions}
     scorers = {d: ScoreAccumulator(models[d], chosen[d]) for d in directions}
-    _pass(store_x, store_y, chunk_rows, fold_ids, scorers, bar)
+    _pass(pairing, chunk_rows, fold_ids, scorers, bar)
     scores, aux = {}, {}
     for d in directions:
         grid, summary = _direction_scores(m, d, models[d], chosen[d], scorers[d], alphas, kw)
