@@ -35,3 +35,4 @@ from align.stats import kfold_ids
 from align.metrics._ridge import RidgeCVResult
 from align.metrics._ridge import linear_predictivity
 from align.metrics._ridge import ridge_cv_predict
+from align.metrics._mlp import mlp_predictivity
