@@ -5,11 +5,16 @@ Public surface (one name per line).
 
 from align.engine._battery import check_metric
 from align.engine._battery import check_probe
+from align.engine._devices import batch_from_memory
+from align.engine._devices import free_bytes
+from align.engine._devices import make_mesh
 from align.engine._difference import paired_difference
 from align.engine._grid import bootstrap_ci
+from align.engine._grid import constant_layer_error
 from align.engine._grid import pairwise
 from align.engine._grid import pairwise_within
 from align.engine._grid import permutation_null
+from align.engine._inputs import directions_of
 from align.engine._inputs import resolve_metric
 from align.engine._jit import compiled_programs
 from align.engine._layergrid import AUX_NAMES

@@ -28,7 +28,8 @@ from align.preprocess import DEFAULT_PREPROCESS
 def paired_difference(metric, Xs_a, Ys_a, Xs_b, Ys_b, *, n_perm: int = 1000, n_boot: int = 0, ci: float = 0.95,
                       seed: int = 0, metric_kwargs: Mapping[str, Any] | None = None, direction: str | None = None,
                       chunk_size: int | None = None, batch_size: int | None = None,
-                      preprocess: str = DEFAULT_PREPROCESS, progress: bool | None = None) -> LayerGrid:
+                      preprocess: str = DEFAULT_PREPROCESS, progress: bool | None = None,
+                      devices: int | str | None = None) -> LayerGrid:
     """Difference of scores between condition A and condition B on the same stimuli, per layer pair.
 
     Typical use: the same two models on original vs perturbed images. Rows of A and B must be the same stimuli in
@@ -43,8 +44,9 @@ def paired_difference(metric, Xs_a, Ys_a, Xs_b, Ys_b, *, n_perm: int = 1000, n_b
       n_boot: bootstrap resamples for an interval of the difference (0: none).
       ci: coverage of that interval, in (0, 1).
       seed: NumPy seed of the swaps (the resamples use ``seed + 1``).
-      metric_kwargs, direction, chunk_size, batch_size, preprocess, progress: as :func:`align.engine.pairwise`
-        (the preprocessing is fitted on each condition's layers separately).
+      metric_kwargs, direction, chunk_size, batch_size, preprocess, progress, devices: as
+        :func:`align.engine.pairwise` (the preprocessing is fitted on each condition's layers separately; with
+        several devices the swaps and resamples are sharded).
 
     Returns:
       A :class:`LayerGrid` with ``quantity="difference"``: scores are A − B; ``.stats`` holds ``score_a``,
@@ -56,7 +58,7 @@ def paired_difference(metric, Xs_a, Ys_a, Xs_b, Ys_b, *, n_perm: int = 1000, n_b
     """
     n_perm, n_boot, ci = check_counts(n_perm, n_boot, ci)
     plan_a, plan_b = (make_plan(metric, xs, ys, metric_kwargs=metric_kwargs, direction=direction,
-                                chunk_size=chunk_size, preprocess=preprocess)
+                                chunk_size=chunk_size, preprocess=preprocess, devices=devices)
                       for xs, ys in ((Xs_a, Ys_a), (Xs_b, Ys_b)))
     for side in ("xs", "ys"):
         wa = [a.shape for a in getattr(plan_a, side).arrays]

@@ -36,7 +36,7 @@ def pairwise(metric, Xs, Ys, *, metric_kwargs: Mapping[str, Any] | None = None, 
              ci: float = 0.95, seed: int = 0, align_by_id: bool = False, direction: str | None = None,
              chunk_size: int | None = None, batch_size: int | None = None, batched: bool = True,
              constant_layers: str = "error", preprocess: str = DEFAULT_PREPROCESS,
-             progress: bool | None = None) -> LayerGrid:
+             progress: bool | None = None, devices: int | str | None = None) -> LayerGrid:
     """Score every (x layer, y layer) pair with one metric.
 
     Args:
@@ -75,6 +75,10 @@ def pairwise(metric, Xs, Ys, *, metric_kwargs: Mapping[str, Any] | None = None, 
         training fold by the metric itself. Recorded as ``LayerGrid.preprocess``.
       progress: show a progress bar with the time left (scoring, permutations, resamples) on standard error;
         None (default): when standard error is a terminal or ``ALIGN_PROGRESS=1`` (see ``align.engine._progress``).
+      devices: local JAX devices to spread the grid over: None or 1 (default: one device, the unsharded path), an
+        integer N (the first N of ``jax.local_devices()``) or ``"all"``. Layer preparation is split over the
+        devices, the pair comparisons sharded along the pairs axis and permutation/bootstrap draws along the draws
+        axis (``jax.shard_map`` over a one-axis mesh); results equal the one-device run up to float32 rounding.
 
     Returns:
       A :class:`LayerGrid`: ``scores[direction][i, j]`` for x layer i and y layer j (direction ``"symmetric"``, or
@@ -88,18 +92,19 @@ def pairwise(metric, Xs, Ys, *, metric_kwargs: Mapping[str, Any] | None = None, 
       StoreMismatchError: two stores with different stimulus orders and ``align_by_id=False``.
       ValueError: unknown metric or keyword argument, bad hyper-parameter, ``ci`` outside (0, 1), a negative count,
         bad preprocessing spec (e.g. ``pca(k)`` with k above a layer's min(n, d);
-        ``align.preprocess.PreprocessError``).
+        ``align.preprocess.PreprocessError``), ``devices`` above the number of local devices (before any work).
     """
     return _score_grid(metric, Xs, Ys, within=False, metric_kwargs=metric_kwargs, n_perm=n_perm, n_boot=n_boot,
                        ci=ci, seed=seed, align_by_id=align_by_id, direction=direction, chunk_size=chunk_size,
                        batch_size=batch_size, batched=batched, constant_layers=constant_layers,
-                       preprocess=preprocess, progress=progress)
+                       preprocess=preprocess, progress=progress, devices=devices)
 
 
 def pairwise_within(metric, Xs, *, metric_kwargs: Mapping[str, Any] | None = None, n_perm: int = 0, n_boot: int = 0,
                     ci: float = 0.95, seed: int = 0, direction: str | None = None, chunk_size: int | None = None,
                     batch_size: int | None = None, batched: bool = True, constant_layers: str = "error",
-                    preprocess: str = DEFAULT_PREPROCESS, progress: bool | None = None) -> LayerGrid:
+                    preprocess: str = DEFAULT_PREPROCESS, progress: bool | None = None,
+                    devices: int | str | None = None) -> LayerGrid:
     """Every pair of layers of ONE model (``[L, L]``), preparing each layer once.
 
     Same arguments as :func:`pairwise` without ``Ys`` and ``align_by_id`` (the same function with the model against
@@ -110,19 +115,19 @@ def pairwise_within(metric, Xs, *, metric_kwargs: Mapping[str, Any] | None = Non
     return _score_grid(metric, Xs, None, within=True, metric_kwargs=metric_kwargs, n_perm=n_perm, n_boot=n_boot,
                        ci=ci, seed=seed, align_by_id=False, direction=direction, chunk_size=chunk_size,
                        batch_size=batch_size, batched=batched, constant_layers=constant_layers,
-                       preprocess=preprocess, progress=progress)
+                       preprocess=preprocess, progress=progress, devices=devices)
 
 
 def permutation_null(metric, Xs, Ys, *, n_perm: int = 1000, seed: int = 0,
                      metric_kwargs: Mapping[str, Any] | None = None, align_by_id: bool = False,
                      direction: str | None = None, chunk_size: int | None = None, batch_size: int | None = None,
                      constant_layers: str = "error", preprocess: str = DEFAULT_PREPROCESS,
-                     progress: bool | None = None, return_null: bool = False):
+                     progress: bool | None = None, return_null: bool = False, devices: int | str | None = None):
     """Permutation test of every layer pair: how often a random re-pairing of stimuli scores as high.
 
     Args:
-      metric, Xs, Ys, metric_kwargs, align_by_id, direction, chunk_size, constant_layers, preprocess, progress: as
-        :func:`align.engine.pairwise`.
+      metric, Xs, Ys, metric_kwargs, align_by_id, direction, chunk_size, constant_layers, preprocess, progress,
+        devices: as :func:`align.engine.pairwise` (with several devices the permutations are sharded).
       n_perm: number of random permutations of the stimulus pairing (the rows of Y; for an asymmetric metric the
         rows of each direction's target), the same permutations for every layer pair.
       seed: NumPy seed of the permutations: permutation k re-orders the rows by
@@ -144,7 +149,7 @@ def permutation_null(metric, Xs, Ys, *, n_perm: int = 1000, seed: int = 0,
     grid = _score_grid(metric, Xs, Ys, within=False, metric_kwargs=metric_kwargs, n_perm=n_perm, n_boot=0,
                        ci=0.95, seed=seed, align_by_id=align_by_id, direction=direction, chunk_size=chunk_size,
                        batch_size=batch_size, batched=True, constant_layers=constant_layers, preprocess=preprocess,
-                       progress=progress, null_out=null)
+                       progress=progress, null_out=null, devices=devices)
     return (grid, null) if return_null else grid
 
 
@@ -152,12 +157,12 @@ def bootstrap_ci(metric, Xs, Ys, *, n_boot: int = 1000, ci: float = 0.95, seed: 
                  metric_kwargs: Mapping[str, Any] | None = None, align_by_id: bool = False,
                  direction: str | None = None, chunk_size: int | None = None, batch_size: int | None = None,
                  constant_layers: str = "error", preprocess: str = DEFAULT_PREPROCESS,
-                 progress: bool | None = None) -> LayerGrid:
+                 progress: bool | None = None, devices: int | str | None = None) -> LayerGrid:
     """Bootstrap confidence interval of every layer pair's score (stimuli resampled with replacement).
 
     Args:
-      metric, Xs, Ys, metric_kwargs, align_by_id, direction, chunk_size, constant_layers, preprocess, progress: as
-        :func:`align.engine.pairwise`.
+      metric, Xs, Ys, metric_kwargs, align_by_id, direction, chunk_size, constant_layers, preprocess, progress,
+        devices: as :func:`align.engine.pairwise` (with several devices the resamples are sharded).
       n_boot: number of resamples (the same resampled rows for X and Y, and for every layer pair).
       ci: coverage of the percentile interval, in (0, 1).
       seed: NumPy seed of the resamples.
@@ -170,7 +175,7 @@ def bootstrap_ci(metric, Xs, Ys, *, n_boot: int = 1000, ci: float = 0.95, seed: 
     return _score_grid(metric, Xs, Ys, within=False, metric_kwargs=metric_kwargs, n_perm=0, n_boot=n_boot, ci=ci,
                        seed=seed, align_by_id=align_by_id, direction=direction, chunk_size=chunk_size,
                        batch_size=batch_size, batched=True, constant_layers=constant_layers, preprocess=preprocess,
-                       progress=progress)
+                       progress=progress, devices=devices)
 
 
 def check_counts(n_perm, n_boot, ci) -> tuple[int, int, float]:
@@ -185,11 +190,12 @@ def check_counts(n_perm, n_boot, ci) -> tuple[int, int, float]:
 
 
 def _score_grid(metric, Xs, Ys, *, within, metric_kwargs, n_perm, n_boot, ci, seed, align_by_id, direction,
-                chunk_size, batch_size, batched, constant_layers, preprocess, progress, null_out=None) -> LayerGrid:
+                chunk_size, batch_size, batched, constant_layers, preprocess, progress, null_out=None,
+                devices=None) -> LayerGrid:
     """The one body of :func:`pairwise` (``within=False``) and :func:`pairwise_within` (``within=True``)."""
     n_perm, n_boot, ci = check_counts(n_perm, n_boot, ci)
     plan = make_plan(metric, Xs, Ys, metric_kwargs=metric_kwargs, align_by_id=align_by_id, direction=direction,
-                     chunk_size=chunk_size, within=within, preprocess=preprocess)
+                     chunk_size=chunk_size, within=within, preprocess=preprocess, devices=devices)
     cx, cy = _constant_layers(plan, constant_layers)
     aux: dict = {}
     scores = {d: _masked(v, cx, cy) for d, v in observed(plan, batched=batched, aux=aux, progress=progress).items()}
@@ -220,13 +226,17 @@ def _constant_layers(plan: Plan, mode: str) -> tuple[list[int], list[int]]:
     for side, label in ((plan.xs, "Xs"), (plan.ys, "Ys")):
         idx = [i for i, a in enumerate(side.arrays) if not np.any(a != a[:1])]
         if idx and mode == "error":
-            names = [side.names[i] for i in idx]
-            raise MetricInputError(
-                f"layer(s) {names} of {label} are constant: every stimulus has the same activation vector, so no "
-                "alignment is defined on them (e.g. a ViT's CLS token at the embedding layer, before any attention); "
-                "drop them or pass constant_layers='skip' to score them as NaN")
+            raise constant_layer_error([side.names[i] for i in idx], label)
         found.append(idx)
     return found[0], found[1]
+
+
+def constant_layer_error(names: list[str], label: str) -> MetricInputError:
+    """The error for constant layers ``names`` of one side (``label``, e.g. ``"Xs"`` or a store's path)."""
+    return MetricInputError(
+        f"layer(s) {names} of {label} are constant: every stimulus has the same activation vector, so no alignment "
+        "is defined on them (e.g. a ViT's CLS token at the embedding layer, before any attention); drop them or pass "
+        "constant_layers='skip' to score them as NaN")
 
 
 def _checked(plan: Plan, grid: LayerGrid) -> LayerGrid:

@@ -52,13 +52,45 @@ def grid_body(prep_x, prep_y, traced_kw, compare, static_kw, directions, chunk_s
     lx = jax.tree_util.tree_leaves(prep_x)[0].shape[0]
     ly = jax.tree_util.tree_leaves(prep_y)[0].shape[0]
     ii, jj = np.meshgrid(np.arange(lx), np.arange(ly), indexing="ij")
-
-    def flat_pair(ij):
-        i, j = ij
-        return pair(jax.tree_util.tree_map(lambda a: a[i], prep_x), jax.tree_util.tree_map(lambda a: a[j], prep_y))
-
-    out = lax.map(flat_pair, (jnp.asarray(ii.ravel()), jnp.asarray(jj.ravel())), batch_size=min(chunk_size, lx * ly))
+    ij = jnp.asarray(np.stack([ii.ravel(), jj.ravel()], axis=1))
+    out = pairs_body(ij, prep_x, prep_y, traced_kw, compare, static_kw, directions, min(chunk_size, lx * ly))
     return jax.tree_util.tree_map(lambda a: a.reshape((lx, ly) + a.shape[1:]), out)
+
+
+def pairs_body(ij, prep_x, prep_y, traced_kw, compare, static_kw, directions, batch_size):
+    """``{direction: [P, ...]}``: compare on the listed pairs ``ij`` (``[P, 2]`` x and y layer indices), mapped
+    ``batch_size`` pairs at a time (each batch vmapped; traceable)."""
+    kw = {**dict(static_kw), **traced_kw}
+
+    def flat_pair(pair_ij):
+        px = jax.tree_util.tree_map(lambda a: a[pair_ij[0]], prep_x)
+        py = jax.tree_util.tree_map(lambda a: a[pair_ij[1]], prep_y)
+        return {d: compare(py, px, **kw) if d == Y_TO_X else compare(px, py, **kw) for d in directions}
+
+    return lax.map(flat_pair, ij, batch_size=max(1, min(batch_size, ij.shape[0])))
+
+
+@functools.partial(jax.jit, static_argnames=("compare", "static_kw", "directions", "batch_size"))
+def pairs_call(ij, prep_x, prep_y, traced_kw, *, compare, static_kw, directions, batch_size):
+    """:func:`pairs_body` compiled (the pairs axis is what a device mesh shards)."""
+    return pairs_body(ij, prep_x, prep_y, traced_kw, compare, static_kw, directions, batch_size)
+
+
+@functools.partial(jax.jit, static_argnames=("compare", "static_kw", "direction", "chunk_size"))
+def source_rows_call(prep_src, prep_tgt, traced_kw, *, compare, static_kw, direction, chunk_size):
+    """``{direction: [Ls, Lt, ...]}``: source layers (leading axis, what a device mesh shards) against every target
+    layer in one direction of an asymmetric metric, compiled."""
+    if direction == Y_TO_X:
+        out = grid_body(prep_tgt, prep_src, traced_kw, compare, static_kw, (direction,), chunk_size)
+        return jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 0, 1), out)
+    return grid_body(prep_src, prep_tgt, traced_kw, compare, static_kw, (direction,), chunk_size)
+
+
+@functools.partial(jax.jit, static_argnames=("prepare", "static_kw"))
+def prepare_stack(stack, traced_kw, *, prepare, static_kw):
+    """Prepared forms of a ``[L, n, d]`` stack of layers, one layer at a time (``lax.map``), compiled."""
+    kw = {**dict(static_kw), **traced_kw}
+    return lax.map(lambda X: (prepare or identity)(X, **kw), stack)
 
 
 @functools.partial(jax.jit, static_argnames=("prepare", "static_kw"), donate_argnums=(0,))
@@ -89,5 +121,6 @@ def prepare_one(X, traced_kw, *, prepare, static_kw):
 def compiled_programs() -> dict[str, int]:
     """Programs compiled so far by each of the engine's scoring calls (jit cache sizes), to check that a second
     grid of the same shapes compiles nothing new."""
-    fns = {"prepare_into": prepare_into, "grid_call": grid_call, "pair_call": pair_call, "prepare_one": prepare_one}
+    fns = {"prepare_into": prepare_into, "grid_call": grid_call, "pair_call": pair_call, "prepare_one": prepare_one,
+           "pairs_call": pairs_call, "prepare_stack": prepare_stack}
     return {name: fn._cache_size() for name, fn in fns.items()}

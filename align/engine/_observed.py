@@ -28,12 +28,17 @@ from align.engine._plan import block_pairs
 from align.engine._plan import prepare_parts
 from align.engine._plan import score_of
 from align.engine._progress import bar as progress_bar
+from align.engine._sharded import grid_block_sharded
+from align.engine._sharded import streamed_blocks_sharded
 
 
 def observed(plan: Plan, batched: bool = True, aux: dict | None = None,
              progress: bool | None = False) -> dict[str, np.ndarray]:
     """``{direction: [Lx, Ly]}`` observed scores; auxiliary per-pair outputs go to ``aux[name][direction]``."""
     if not batched:
+        if plan.mesh is not None:
+            raise ValueError("batched=False (one compiled compare per pair, from a Python loop) runs on one device; "
+                             "drop devices= or use batched=True")
         return _observed_loop(plan, aux, progress)
     if plan.metric.prepare_target is not None and not plan.metric.symmetric:
         return _observed_streamed(plan, aux, progress)
@@ -45,8 +50,12 @@ def observed(plan: Plan, batched: bool = True, aux: dict | None = None,
         preps_x = prepare_parts(plan, plan.parts_x)
         preps_y = preps_x if plan.within else prepare_parts(plan, plan.parts_y)
         for a, b, dirs in pairs:
-            out = jax.device_get(grid_call(preps_x[a], preps_y[b], kw.traced_comp, compare=plan.metric.compare,
-                                           static_kw=kw.static_comp, directions=dirs, chunk_size=plan.chunk_size))
+            if plan.mesh is not None:
+                out = grid_block_sharded(plan.mesh, preps_x[a], preps_y[b], kw, plan.metric.compare, dirs,
+                                         plan.chunk_size)
+            else:
+                out = jax.device_get(grid_call(preps_x[a], preps_y[b], kw.traced_comp, compare=plan.metric.compare,
+                                               static_kw=kw.static_comp, directions=dirs, chunk_size=plan.chunk_size))
             blocks[(a, b)] = {d: score_of(v) for d, v in out.items()}
             _collect(extra, out, (a, b))
             bar.update()
@@ -90,6 +99,11 @@ def _observed_streamed(plan: Plan, aux: dict | None = None, progress: bool | Non
         for d in dirs:
             sources, targets = (plan.parts_x, plan.parts_y) if d == X_TO_Y else (plan.parts_y, plan.parts_x)
             prepped = prepare_parts(plan, targets, m.prepare_target)
+            if plan.mesh is not None:
+                for k, per_block in streamed_blocks_sharded(plan, d, prepped, bar).items():
+                    for key, per_d in per_block.items():
+                        blocks.setdefault(k, {}).setdefault(key, {}).update(per_d)
+                continue
             for s_i, part in enumerate(sources):
                 rows = [{k: [] for k in names} for _ in targets]
                 for X in part.layers():

@@ -16,7 +16,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 
+from align.engine._devices import make_mesh
 from align.engine._inputs import Side
 from align.engine._inputs import as_side
 from align.engine._inputs import check_n
@@ -33,6 +35,7 @@ from align.engine._layergrid import X_TO_Y
 from align.engine._layergrid import Y_TO_X
 from align.engine._parts import Part
 from align.engine._parts import parts_of
+from align.engine._sharded import prepare_part_sharded
 from align.metrics import Metric
 from align.preprocess import DEFAULT_PREPROCESS
 from align.preprocess import parse_preprocess
@@ -52,6 +55,7 @@ class Plan:
       chunk_size: layer pairs evaluated at once inside a compiled call (None: one row of the grid).
       n: number of stimuli.
       preprocess: canonical spec of the preprocessing applied.
+      mesh: the device mesh the grid is sharded over (``devices=``); None: one device, the unsharded code path.
     """
 
     metric: Metric
@@ -65,15 +69,18 @@ class Plan:
     chunk_size: int | None
     n: int
     preprocess: str = DEFAULT_PREPROCESS
+    mesh: Mesh | None = None
 
 
 def make_plan(metric, Xs, Ys, *, metric_kwargs: Mapping[str, Any] | None = None, align_by_id: bool = False,
               direction: str | None = None, chunk_size: int | None = None, within: bool = False,
-              preprocess: str = DEFAULT_PREPROCESS) -> Plan:
+              preprocess: str = DEFAULT_PREPROCESS, devices=None) -> Plan:
     """Resolve the metric, read, pair, validate and preprocess both sides, and stack their layers into parts.
 
-    ``within=True`` scores ``Xs`` against itself (``Ys`` and ``align_by_id`` are ignored).
+    ``within=True`` scores ``Xs`` against itself (``Ys`` and ``align_by_id`` are ignored). ``devices`` (None, N or
+    "all") is resolved first, so asking for more devices than exist fails before any work.
     """
+    mesh = make_mesh(devices)
     metric, kwargs = resolve_metric(metric, metric_kwargs)
     step = parse_preprocess(preprocess)
     xs = as_side(Xs, "Xs")
@@ -94,17 +101,21 @@ def make_plan(metric, Xs, Ys, *, metric_kwargs: Mapping[str, Any] | None = None,
     if chunk_size is not None and int(chunk_size) < 1:
         raise ValueError(f"chunk_size must be a positive number of layer pairs, got {chunk_size}")
     return Plan(metric, kw, xs, ys, parts_x, parts_y, directions_of(metric, direction), within,
-                metric.grid_chunk if chunk_size is None else int(chunk_size), n, step.spec)
+                metric.grid_chunk if chunk_size is None else int(chunk_size), n, step.spec, mesh)
 
 
 def prepare_part(plan: Plan, part: Part, prepare=None):
     """The prepared layers of one part (by ``prepare``, default the metric's), stacked along a leading layer axis.
 
     Layer by layer into a preallocated stack that each step updates in place (donated), so the peak memory is the
-    prepared stack plus one layer: no stacked copy of the raw activations is ever made.
+    prepared stack plus one layer: no stacked copy of the raw activations is ever made. With a device mesh
+    (``plan.mesh``) the layers are split over the devices instead and the prepared stack replicated on each
+    (:func:`align.engine._sharded.prepare_part_sharded`).
     """
     kw = plan.kw
     prepare = prepare or plan.metric.prepare
+    if plan.mesh is not None:
+        return prepare_part_sharded(plan.mesh, part, kw, prepare)
     fn = functools.partial(prepare or identity, **dict(kw.static_prep))
     stack = None
     for i, X in enumerate(part.layers()):

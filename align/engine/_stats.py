@@ -29,6 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from align.engine._devices import batch_from_memory
+from align.engine._devices import device_memory_stats
 from align.engine._jit import grid_body
 from align.engine._jit import prepare_groups
 from align.engine._layergrid import X_TO_Y
@@ -39,6 +41,7 @@ from align.engine._plan import part_stacks
 from align.engine._plan import prepare_parts
 from align.engine._plan import score_of
 from align.engine._progress import bar as progress_bar
+from align.engine._sharded import draws_caller
 from align.stats import bh_adjust
 from align.stats import maxstat_p
 from align.stats import percentile_interval
@@ -110,22 +113,26 @@ def _diff_call(groups_a, groups_b, draws, traced_prep, traced_comp, *, prepare, 
 
 def _static(plan: Plan, batch_size, n_draws):
     kw = plan.kw
+    if batch_size is None:  # from the device's free memory where JAX reports it (GPUs); the CPU keeps the default
+        raw = sum(a.nbytes for a in plan.xs.arrays) + (0 if plan.within else sum(a.nbytes for a in plan.ys.arrays))
+        batch_size = batch_from_memory(device_memory_stats(plan.mesh), 3 * raw, DEFAULT_BATCH)
     return dict(prepare=plan.metric.prepare, static_prep=kw.static_prep, compare=plan.metric.compare,
                 static_comp=kw.static_comp, directions=plan.directions, chunk_size=plan.chunk_size,
-                batch_size=max(1, min(int(batch_size or DEFAULT_BATCH), n_draws)))
+                batch_size=max(1, min(int(batch_size), n_draws)))
 
 
-def _in_steps(call, draws: np.ndarray, batch_size: int, bar) -> dict:
+def _in_steps(call, draws: np.ndarray, batch_size: int, bar, mesh=None) -> dict:
     """``call(draws)`` -> ``{key: [len(draws), ...]}`` computed in about :data:`PROGRESS_STEPS` host steps of equal
-    size (a multiple of ``batch_size``; the last step padded with repeats of its last draw and trimmed), so a bar
-    can advance between them. Every step has the same shape: one compilation."""
+    size (a multiple of ``batch_size`` times the device count of ``mesh``; the last step padded with repeats of its
+    last draw and trimmed), so a bar can advance between them. Every step has the same shape: one compilation."""
     n = len(draws)
-    size = batch_size * max(1, -(-n // (PROGRESS_STEPS * batch_size)))
+    unit = batch_size * (1 if mesh is None else mesh.size)
+    size = unit * max(1, -(-n // (PROGRESS_STEPS * unit)))
     outs = []
     for start in range(0, n, size):
         chunk = draws[start:start + size]
         real = len(chunk)
-        if real < size and start > 0:
+        if real < size and (start > 0 or mesh is not None):
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], size - real, axis=0)])
         out = jax.device_get(call(jnp.asarray(chunk)))
         outs.append(jax.tree_util.tree_map(lambda a: a[:real], out))
@@ -168,9 +175,9 @@ def null_distribution(plan: Plan, perms: np.ndarray, batch_size=None, progress=F
         if m.symmetric:
             for a, px in enumerate(preps_x):
                 for b, part_y in enumerate(plan.parts_y):
-                    gy = part_stacks(part_y)
-                    blocks[(a, b)] = _in_steps(lambda p: _null_call(px, gy, p, kw.traced_prep, kw.traced_comp,
-                                                                    **static), perms, static["batch_size"], bar)
+                    call = draws_caller(plan.mesh, _null_call, (px, part_stacks(part_y), kw.traced_prep,
+                                                                kw.traced_comp), 2, static)
+                    blocks[(a, b)] = _in_steps(call, perms, static["batch_size"], bar, plan.mesh)
             return assemble(plan, blocks, lead_shape=(len(perms),), transpose_within=False)
         target = dict(static, prepare=m.prepare_target or m.prepare)
         if Y_TO_X in plan.directions:
@@ -182,9 +189,9 @@ def null_distribution(plan: Plan, perms: np.ndarray, batch_size=None, progress=F
                         fixed, groups, permute_x = preps_x[a], part_stacks(part_y), False
                     else:
                         fixed, groups, permute_x = preps_y[b], part_stacks(part_x), True
-                    out = _in_steps(lambda p: _null_call(fixed, groups, p, kw.traced_prep, kw.traced_comp,
-                                                         **dict(target, directions=(d,)), permute_x=permute_x),
-                                    perms, static["batch_size"], bar)
+                    call = draws_caller(plan.mesh, _null_call, (fixed, groups, kw.traced_prep, kw.traced_comp), 2,
+                                        dict(target, directions=(d,), permute_x=permute_x))
+                    out = _in_steps(call, perms, static["batch_size"], bar, plan.mesh)
                     blocks.setdefault((a, b), {}).update(out)
     return assemble(plan, blocks, lead_shape=(len(perms),), transpose_within=False)
 
@@ -200,9 +207,9 @@ def bootstrap_distribution(plan: Plan, rows: np.ndarray, batch_size=None, progre
         for a, part_x in enumerate(plan.parts_x):
             for b, part_y in enumerate(plan.parts_y):
                 same = plan.within and a == b
-                gx, gy = part_stacks(part_x), part_stacks(part_y)
-                blocks[(a, b)] = _in_steps(lambda r: _boot_call(gx, gy, r, kw.traced_prep, kw.traced_comp, same=same,
-                                                                **static), rows, static["batch_size"], bar)
+                call = draws_caller(plan.mesh, _boot_call, (part_stacks(part_x), part_stacks(part_y), kw.traced_prep,
+                                                            kw.traced_comp), 2, dict(static, same=same))
+                blocks[(a, b)] = _in_steps(call, rows, static["batch_size"], bar, plan.mesh)
     return assemble(plan, blocks, lead_shape=(len(rows),), transpose_within=False)
 
 
@@ -221,9 +228,9 @@ def difference_distribution(plan_a: Plan, plan_b: Plan, draws: np.ndarray, resam
         for a, (pxa, pxb) in enumerate(zip(plan_a.parts_x, plan_b.parts_x)):
             for b, (pya, pyb) in enumerate(zip(plan_a.parts_y, plan_b.parts_y)):
                 ga, gb = (part_stacks(pxa), part_stacks(pya)), (part_stacks(pxb), part_stacks(pyb))
-                blocks[(a, b)] = _in_steps(lambda r: _diff_call(ga, gb, r, kw.traced_prep, kw.traced_comp,
-                                                                resample=resample, **static),
-                                           draws, static["batch_size"], bar)
+                call = draws_caller(plan_a.mesh, _diff_call, (ga, gb, kw.traced_prep, kw.traced_comp), 2,
+                                    dict(static, resample=resample))
+                blocks[(a, b)] = _in_steps(call, draws, static["batch_size"], bar, plan_a.mesh)
     return assemble(plan_a, blocks, lead_shape=(len(draws),), transpose_within=False)
 
 

@@ -10,6 +10,7 @@ heatmaps.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import time
@@ -36,6 +37,7 @@ class RunOutputs:
     results: Path | None = None
     heatmaps: list[Path] = dataclasses.field(default_factory=list)
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
+    report: Path | None = None  # <output>/report.html (align.report.write_html_report), when plotting
 
 
 def activation_root(cfg: RunConfig) -> Path:
@@ -62,6 +64,11 @@ def run_extract(cfg: RunConfig, stimuli, *, condition: str = "original", image_t
     from align.preprocess import store_diagnostics
     from align.store import open_store
 
+    extractor = extract
+    if cfg.execution.backend == "ray":  # forward passes on Ray Data workers; the same stores, written here
+        from align.cluster import extract_on_ray
+
+        extractor = functools.partial(extract_on_ray, execution=cfg.execution, log=log)
     root = activation_root(cfg)
     # language models embed only the captions the scores use: caption k alone is a (cheaper) set of its own
     captions = caption_selection(cfg.score.caption)
@@ -73,10 +80,11 @@ def run_extract(cfg: RunConfig, stimuli, *, condition: str = "original", image_t
         these = stimuli if spec.modality == "vision" else caption_set
         fingerprint = _store_fingerprint(m.name, cfg.extract.dtype, these.fingerprint(), condition)
         t0 = time.perf_counter()
-        paths = extract(spec, these, root, poolings=poolings, batch_size=cfg.extract.batch_size,
-                        dtype=cfg.extract.dtype, device=cfg.extract.device, condition=condition,
-                        image_transform=image_transform, captions=captions, config_fingerprint=fingerprint,
-                        progress=progress)
+        paths = extractor(spec, these, root, poolings=poolings, batch_size=cfg.extract.batch_size,
+                          dtype=cfg.extract.dtype, device=cfg.extract.device, condition=condition,
+                          image_transform=image_transform, captions=captions, config_fingerprint=fingerprint,
+                          progress=progress, layers=m.layers or None,
+                          **({"load_options": cfg.extract.load_options} if cfg.extract.load_options else {}))
         for pooling, path in paths.items():
             stored = open_store(path).meta.get("config_fingerprint")
             if stored != fingerprint:
@@ -91,7 +99,8 @@ def run_extract(cfg: RunConfig, stimuli, *, condition: str = "original", image_t
 
 def score_pair(vision, language, metric_spec: str, *, caption="first", null: int = 0,
                experiment: str = "layerwise", extra: dict | None = None,
-               preprocess: str | None = None, groups: Mapping[str, str] | None = None) -> pd.DataFrame:
+               preprocess: str | None = None, groups: Mapping[str, str] | None = None,
+               log: Callable[[str], None] = print_log, devices: int | str | None = None) -> pd.DataFrame:
     """Score one (vision store, caption store) pair with one metric over the whole layer grid; long-form rows.
 
     ``null`` > 0: that many shuffled-pairing permutations per layer pair (p-values). ``preprocess`` (default
@@ -99,17 +108,27 @@ def score_pair(vision, language, metric_spec: str, *, caption="first", null: int
     in the ``preprocess`` column. ``groups`` maps image ids to group labels (``StimulusSet.fold_groups``: copies of
     one stimulus share a label); a metric with cross-validation folds (linear predictivity) then keeps each group in
     one fold (``align.stats.kfold_ids`` with ``groups``, the metric's fold count and seed), so copies never sit in
-    both a training and a held-out fold."""
-    from align.engine import pairwise
-    from align.experiments._pairing import paired_layers
+    both a training and a held-out fold. ``devices`` (``[execution] devices``: None/1, N or "all") spreads the
+    in-memory grid over local JAX devices (``align.pairwise(devices=...)``; same numbers).
 
-    kept, xs, ys = paired_layers(vision, language, caption)
+    When the in-memory grid would not fit the memory available (``align.streaming.choose_path``; ``log`` says so
+    and why), linear CKA and linear predictivity are streamed from row chunks of the stores with the same numbers."""
+    from align.engine import pairwise
+    from align.experiments._pairing import caption_rows
+    from align.experiments._pairing import paired_layers
+    from align.experiments._scoring_path import streamed_grid
+
+    kept, rows_y = caption_rows(language, vision.stimulus_ids, caption)
     folds = grouped_folds(metric_spec, [groups.get(i, i) for i in kept]) if groups else None
-    options = {} if preprocess is None else {"preprocess": preprocess}
-    # a layer that is the same for every stimulus (a ViT's CLS token at the embedding layer) has no alignment:
-    # it is scored NaN and said so in the `undefined` column, rather than failing the whole grid
-    grid = pairwise(metric_spec, xs, ys, n_perm=null, metric_kwargs=None if folds is None else {"folds": folds},
-                    constant_layers="skip", **options)
+    grid = streamed_grid(vision, language, rows_y, metric_spec, folds=folds, null=null, preprocess=preprocess,
+                         log=log)
+    if grid is None:
+        kept, xs, ys = paired_layers(vision, language, caption)
+        options = {} if preprocess is None else {"preprocess": preprocess}
+        # a layer that is the same for every stimulus (a ViT's CLS token at the embedding layer) has no alignment:
+        # it is scored NaN and said so in the `undefined` column, rather than failing the whole grid
+        grid = pairwise(metric_spec, xs, ys, n_perm=null, metric_kwargs=None if folds is None else {"folds": folds},
+                        constant_layers="skip", devices=devices, **options)
     frame = grid.to_frame()
     frame["undefined"] = undefined_reasons(frame, grid)
     return label_grid(frame, vision, language, metric_spec, caption=caption, experiment=experiment, extra=extra)
@@ -171,7 +190,8 @@ def run_score(cfg: RunConfig, stores: dict[tuple[str, str], Path], *,
     def compute(cell, done):
         return score_pair(cell.pair.vision, cell.pair.language, cell.metric, caption=cfg.score.caption,
                           null=cfg.score.null, preprocess=cell.preprocess, groups=groups,
-                          extra={"config_fingerprint": fingerprint})
+                          extra={"config_fingerprint": fingerprint}, devices=cfg.execution.devices,
+                          log=print_log if cfg.execution.backend == "ray" else log)  # a Ray task pickles the job
 
     def label(cell):
         suffix = f" preprocess={cell.preprocess}" if len(options) > 1 or cell.preprocess != "none" else ""
@@ -179,7 +199,13 @@ def run_score(cfg: RunConfig, stores: dict[tuple[str, str], Path], *,
 
     plan = Plan("score", "scores", key, compute, label=label,
                 detail=lambda cell: f"{cell.pair.vision.n_layers} x {cell.pair.language.n_layers} layers")
-    done = run_plans([plan], store_pairs(vision, language), cfg.score.metrics, options, out=cfg.output_dir, log=log)
+    executor = None
+    if cfg.execution.backend == "ray":  # one Ray task per job; the job files are written here
+        from align.cluster import RayExecutor
+
+        executor = RayExecutor(cfg.execution, log=log)
+    done = run_plans([plan], store_pairs(vision, language), cfg.score.metrics, options, out=cfg.output_dir, log=log,
+                     executor=executor)
     return write_results(pd.concat(done.values(), ignore_index=True), cfg.output_dir / "results.parquet")
 
 
@@ -239,6 +265,14 @@ def run(cfg: RunConfig, *, stages=("extract", "score", "plot"), progress: bool =
         t0 = time.perf_counter()
         # heatmaps/ mirrors results.parquet: figures of other settings (another caption, preprocess, metric) go
         outputs.heatmaps = save_heatmaps(read_results(outputs.results), cfg.output_dir / "heatmaps", dpi=cfg.plot.dpi,
-                                         remove_stale=True)
+                                         formats=cfg.plot.formats, vmin=cfg.plot.vmin, vmax=cfg.plot.vmax,
+                                         cmap=cfg.plot.cmap, all_pairs=True, remove_stale=True)
         outputs.timings["plot"] = time.perf_counter() - t0
+        # one self-contained interactive page of every heatmap; the effective config and the stage timings are
+        # saved beside the table, where the page (and a later `align report`) reads them
+        from align.report import write_html_report
+
+        (cfg.output_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2, default=str))
+        (cfg.output_dir / "timings.json").write_text(json.dumps(outputs.timings, indent=2))
+        outputs.report = write_html_report(cfg.output_dir)
     return outputs

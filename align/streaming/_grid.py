@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 
 from align.engine import SYMMETRIC
-from align.engine import X_TO_Y
-from align.engine import Y_TO_X
 from align.engine import LayerGrid
+from align.engine import constant_layer_error
+from align.engine import directions_of
 from align.engine import resolve_metric
 from align.engine import progress_bar
 from align.metrics import MetricInputError
@@ -101,7 +101,7 @@ def stream_pairwise(metric, store_x, store_y, *, metric_kwargs: Mapping[str, Any
         raise MetricInputError(f"{m.name} needs at least {m.min_n} stimuli; the stores hold {n}")
     if m.validate is not None:
         m.validate(n, list(sx.widths) + list(sy.widths), **merged)
-    directions = _directions(m.symmetric, direction)
+    directions = directions_of(m, direction)
     rows = int(chunk_rows) if chunk_rows is not None else default_chunk_rows(sx.widths, sy.widths)
     passes = 1 if m.name == "linear_cka" else (3 if merged["alpha_selection"] == "loo" else 2)
     with progress_bar(passes * n, f"stream {m.name}", "row", progress) as bar:
@@ -132,26 +132,13 @@ def layer_grid(metric, kwargs: dict, layers_x, layers_y, n: int, scores: dict[st
                      constant_x=tuple(layers_x[i] for i in cx), constant_y=tuple(layers_y[j] for j in cy))
 
 
-def _directions(symmetric: bool, direction: str | None) -> tuple[str, ...]:
-    if symmetric:
-        return (SYMMETRIC,)
-    if direction is None:
-        return (X_TO_Y, Y_TO_X)
-    if direction not in (X_TO_Y, Y_TO_X):
-        raise ValueError(f"direction must be None, {X_TO_Y!r} or {Y_TO_X!r}, got {direction!r}")
-    return (direction,)
-
-
 def _constant(m: Moments, sx, sy, mode: str) -> tuple[list[int], list[int]]:
     """Indices of the constant x and y layers (every row equal); raises for ``mode="error"``."""
     found = []
     for side, store, label in (("x", sx, "store_x"), ("y", sy, "store_y")):
         idx = constant_of(m, side)
         if idx and mode == "error":
-            raise MetricInputError(
-                f"layer(s) {[store.layer_names[i] for i in idx]} of {label} ({store.path}) are constant: every "
-                "stimulus has the same activation vector, so no alignment is defined on them; drop them or pass "
-                "constant_layers='skip' to score them as NaN")
+            raise constant_layer_error([store.layer_names[i] for i in idx], f"{label} ({store.path})")
         found.append(idx)
     return found[0], found[1]
 
