@@ -190,7 +190,7 @@ CASES = [
     ("stimuli-n-too-small", _set("stimuli", n=2), "run", "stimuli.n = 2"),
     ("stimuli-n-all-synthetic", _set("stimuli", n="all"), "run", "has no meaning for kind 'synthetic'"),
     ("unknown-top-level-key", _set(None, colour=1), "run", "unknown top-level key(s) ['colour']"),
-    ("unknown-model-key", _model(0, layers=3), "run", "models[0]: unknown key(s) ['layers']"),
+    ("unknown-model-key", _model(0, widths=3), "run", "models[0]: unknown key(s) ['widths']"),
     ("duplicate-models", _model(1, name="@vision"), "run", "duplicate model names"),
     ("pooling-repeated", _model(0, pooling=["mean", "mean"]), "run", "repeats a name"),
     ("metrics-list-of-numbers", _set("score", metrics=[1, 2]), "run", "score.metrics = [1, 2]"),

@@ -25,9 +25,10 @@ def test_smoke_config_end_to_end(tmp_path, capsys):
     constant = table.layer_x == 0
     assert table[constant].score.isna().all() and (table[constant].undefined == "constant x layer").all()
     assert table[~constant].score.between(0, 1).all() and (table.n == 24).all()
-    pngs = sorted((out / "heatmaps").glob("*.png"))
+    pngs = sorted(p for p in (out / "heatmaps").glob("*.png") if p.name != "all_pairs.png")
     assert len(pngs) == 1 and pngs[0].with_suffix(".csv").exists()
-    assert "heatmaps (1)" in printed and "best layer pair" in printed
+    assert (out / "heatmaps" / "all_pairs.png").exists()  # every model pair on one page
+    assert "heatmaps (2)" in printed and "best layer pair" in printed
     stores = sorted((tmp_path / "runs" / "activations").rglob("*.parquet"))
     assert len(stores) == 2
     mtimes = [p.stat().st_mtime_ns for p in stores + pngs]

@@ -126,7 +126,7 @@ def test_two_concurrent_runs_both_succeed_and_equal_a_single_run(tiny_models, tm
     want = pd.read_parquet(single / "run" / "results.parquet").sort_values(keys, ignore_index=True)
     pd.testing.assert_frame_equal(got, want)
     heatmaps = _relative_files(shared / "run", "heatmaps/*")
-    assert heatmaps == _relative_files(single / "run", "heatmaps/*") and len(heatmaps) == 2 * 2 * len(METRICS)  # (png, csv) x 2 store pairs x metrics
+    assert heatmaps == _relative_files(single / "run", "heatmaps/*") and len(heatmaps) == 2 * 2 * len(METRICS) + 1  # (png, csv) x 2 store pairs x metrics, + all_pairs.png
     for rel in heatmaps:
         if rel.suffix == ".csv":
             assert (shared / "run" / rel).read_text() == (single / "run" / rel).read_text()

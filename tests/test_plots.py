@@ -199,3 +199,12 @@ def test_config_plot_settings_reach_align_plot(tmp_path, monkeypatch):
     assert [n for n in names if n.startswith("all_pairs")] == ["all_pairs.png", "all_pairs.svg"]
     assert sum(n.endswith(".svg") for n in names) == 3 and sum(n.endswith(".png") for n in names) == 3
     assert drawn and set(drawn) == {(-2.0, 0.75, "magma")}
+
+
+def test_models_given_as_long_paths_get_short_distinct_file_names(tmp_path):
+    deep = "/tmp/" + "a-very-long-folder-name/" * 12
+    table = pd.concat([_table(RNG.uniform(size=(2, 3)), model_y=deep + "lang_one"),
+                       _table(RNG.uniform(size=(2, 3)), model_y=deep + "lang_two")])
+    paths = save_heatmaps(table, tmp_path, dpi=30)
+    assert len({p.name for p in paths}) == 2 and all(len(p.name) < 200 and p.exists() for p in paths)
+    assert all(p.name.endswith("__preprocess=zscore.png") for p in paths)

@@ -26,22 +26,22 @@ from align.extract import BatchSource
 from align.extract import LoadedModel
 
 
-def _load(spec, dtype: str, device: str, poolings: Sequence[str]):
+def _load(spec, dtype: str, device: str, poolings: Sequence[str], load_options: dict | None = None):
     """On a worker: the materialized spec and its loaded encoder; a missing package is a ClusterError naming the
     node and the install command."""
     from align.extract import load_encoder
 
     try:
         spec = spec.materialize()
-        return spec, load_encoder(spec, dtype=dtype, device=device, poolings=poolings)
+        return spec, load_encoder(spec, dtype=dtype, device=device, poolings=poolings, load_options=load_options)
     except ImportError as e:
         raise ClusterError(f"the Ray worker on {socket.gethostname()} cannot load model {spec.name!r}: {e}; install "
                            f"the model packages on every node (pip install 'align[extract]')") from None
 
 
-def _describe(spec, dtype: str, device: str, poolings: Sequence[str]) -> dict:
+def _describe(spec, dtype: str, device: str, poolings: Sequence[str], load_options: dict | None = None) -> dict:
     """On a worker: what the stores' writers need to know of the model before any batch (its layers, provenance)."""
-    spec, encoder = _load(spec, dtype, device, poolings)
+    spec, encoder = _load(spec, dtype, device, poolings, load_options)
     return {"spec": spec, "layer_names": list(encoder.layer_names), "architecture": encoder.architecture,
             "info": dict(encoder.info)}
 
@@ -50,10 +50,11 @@ class _BatchEncoder:
     """A Ray Data actor: loads the model once, then maps ``{"row": [b]}`` to the row numbers plus one ``[b, d_l]``
     column ``"{pooling}:{column}"`` per pooling and kept layer."""
 
-    def __init__(self, spec, stimuli, captions, image_transform, poolings, dtype, device, keep_layers):
+    def __init__(self, spec, stimuli, captions, image_transform, poolings, dtype, device, keep_layers,
+                 load_options=None):
         from align.extract import stimulus_rows
 
-        self.spec, self.encoder = _load(spec, dtype, device, poolings)
+        self.spec, self.encoder = _load(spec, dtype, device, poolings, load_options)
         self.poolings, self.keep_layers = list(poolings), list(keep_layers)
         self.load = stimulus_rows(spec.modality, stimuli, captions, image_transform)[2]
 
@@ -76,8 +77,9 @@ class RaySource(BatchSource):
     label = ", ray"
 
     def __init__(self, execution, *, device: str = "auto", remote_args: dict | None = None,
-                 log: Callable[[str], None] | None = None):
+                 log: Callable[[str], None] | None = None, load_options: dict | None = None):
         self.execution, self.device, self.log = execution, device, log
+        self.load_options = dict(load_options or {})
         self.remote_args = dict(remote_args or {})
         self.resources = dict(num_cpus=execution.num_cpus, num_gpus=execution.num_gpus)
         self.ray = None
@@ -89,11 +91,11 @@ class RaySource(BatchSource):
         ray = self.ray
         describe = ray.remote(_describe).options(**self.resources, max_retries=MAX_RETRIES, **self.remote_args)
         try:
-            found = ray.get(describe.remote(spec, dtype, self.device, poolings))
+            found = ray.get(describe.remote(spec, dtype, self.device, poolings, self.load_options))
         except ray.exceptions.RayError as e:
             raise unwrap(e) from None
         job = dict(spec=spec, stimuli=stimuli, captions=captions, image_transform=image_transform, dtype=dtype,
-                   device=self.device)
+                   device=self.device, load_options=self.load_options)
 
         def batches(rows, poolings, keep_layers, batch_size):
             if not rows:
@@ -124,7 +126,7 @@ def extract_on_ray(model, stimuli, root: str | Path, *, execution, poolings: str
                    batch_size: int = 16, dtype: str = "float32", device: str = "auto", condition: str = "original",
                    image_transform: Callable | None = None, captions: str | int = "all", config_fingerprint: str = "",
                    progress: bool = True, layers: str | Sequence[str] | None = None, remote_args: dict | None = None,
-                   log: Callable[[str], None] | None = None) -> dict[str, Path]:
+                   log: Callable[[str], None] | None = None, load_options: dict | None = None) -> dict[str, Path]:
     """Store every layer of a frozen model on a stimulus set, computed on a Ray cluster; one store per pooling.
 
     The same stores, paths, skipping, resuming and locking as ``align.extract.extract`` (see there for the
@@ -136,6 +138,7 @@ def extract_on_ray(model, stimuli, root: str | Path, *, execution, poolings: str
       execution: the ``[execution]`` section (``align.config.ExecutionConfig``): cluster address and resources.
       remote_args: further Ray options for the workers (e.g. ``runtime_env``, ``accelerator_type``), or None.
       log: where to say which cluster the run uses, or None.
+      load_options: big-model options of transformers models (as ``extract``), applied on every worker.
 
     Returns:
       pooling -> path of the finished store.
@@ -147,7 +150,7 @@ def extract_on_ray(model, stimuli, root: str | Path, *, execution, poolings: str
     """
     from align.extract import extract_stores
 
-    source = RaySource(execution, device=device, remote_args=remote_args, log=log)
+    source = RaySource(execution, device=device, remote_args=remote_args, log=log, load_options=load_options)
     return extract_stores(model, stimuli, root, source, poolings=poolings, batch_size=batch_size, dtype=dtype,
                           condition=condition, image_transform=image_transform, captions=captions,
                           config_fingerprint=config_fingerprint, progress=progress, layers=layers)

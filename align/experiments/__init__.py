@@ -32,3 +32,5 @@ from align.experiments._contrasts import ContrastItems
 from align.experiments._contrasts import ScoredPairs
 from align.experiments._contrasts import contrast_items
 from align.experiments._contrasts import scored_caption_pairs
+from align.experiments._ceiling import caption_ceiling
+from align.experiments._ceiling import ceiling_normalised

@@ -129,13 +129,30 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "-", str(text)).strip("-")
 
 
+#: Longest file-name stem written (file systems allow 255 bytes; the suffix and a temporary's tag need the rest).
+MAX_STEM = 180
+
+
+def _short(text: str, limit: int = 48) -> str:
+    """``text`` slugged; a long one (e.g. a model given as a path) cut to its start and end plus a hash of it."""
+    slug = _slug(text)
+    if len(slug) <= limit:
+        return slug
+    return f"{slug[:16]}-{slug[-20:]}-{hashlib.sha1(slug.encode()).hexdigest()[:8]}"
+
+
 def _stem(meta: dict, with_experiment: bool) -> str:
-    """The file name (without suffix) of one heatmap: its identifying values, readable."""
-    parts = [_slug(meta["experiment"])] if with_experiment and "experiment" in meta else []
-    parts += [_slug(meta[k]) for k in ("dataset", "condition", "model_x", "pooling_x", "model_y", "pooling_y",
-                                       "metric", "direction") if k in meta]
-    parts += [f"{k}={_slug(meta[k])}" for k in ("caption", "preprocess") if k in meta and pd.notna(meta[k])]
-    return "__".join(parts)
+    """The file name (without suffix) of one heatmap: its identifying values, readable; long values shortened
+    (:func:`_short`) and, past :data:`MAX_STEM` characters, the leading values replaced by their hash."""
+    parts = [_short(meta["experiment"])] if with_experiment and "experiment" in meta else []
+    parts += [_short(meta[k]) for k in ("dataset", "condition", "model_x", "pooling_x", "model_y", "pooling_y",
+                                        "metric", "direction") if k in meta]
+    tail = [f"{k}={_short(meta[k])}" for k in ("caption", "preprocess") if k in meta and pd.notna(meta[k])]
+    stem = "__".join(parts + tail)
+    if len(stem) > MAX_STEM:
+        head = "__".join(parts)
+        stem = "__".join([hashlib.sha1(head.encode()).hexdigest()[:16]] + parts[-2:] + tail)[:MAX_STEM]
+    return stem
 
 
 def _check_formats(formats: Sequence[str]) -> tuple[str, ...]:
