@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,6 +22,7 @@ from align.report._figures import selector_values
 from align.report._figures import setting_columns
 from align.report._markdown import markdown_html
 from align.results import best_layer_pairs
+from align.store import atomic_path
 from align.results import read_results
 
 _LABELS = {"metric": "metric", "direction": "direction", "pair": "model pair", "setting": "condition / preprocess"}
@@ -225,14 +224,6 @@ def write_html_report(run_dir: str | Path, out: str | Path | None = None, *, con
     page = html_report(run_dir, config=config, timings=timings, title=title, notes=notes)
     out = Path(out) if out is not None else run_dir / "report.html"
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(page)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(out) as tmp:
+        tmp.write_text(page, encoding="utf-8")
     return out
