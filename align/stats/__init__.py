@@ -13,6 +13,7 @@ from align.stats._folds import kfold_ids
 from align.stats._ridge import RidgeBasis
 from align.stats._ridge import RidgeFit
 from align.stats._ridge import center_stats
+from align.stats._ridge import loo_error_sums
 from align.stats._ridge import ridge_basis
 from align.stats._ridge import ridge_fit
 from align.stats._ridge import ridge_predict

@@ -34,6 +34,20 @@ def _mm(a, b):
     return jnp.matmul(a, b, precision=HIGHEST)
 
 
+def loo_error_sums(alpha, U, U2, base, lev0, null, s2, Z, weights):
+    """``[q]`` sums over the rows (each weighted; weight 0: a row that is not there) of the squared exact
+    leave-one-out residuals of ridge with penalty ``alpha``, in the basis ``U`` ``[m, r]`` of the centered training
+    predictors: numerator ``base + U ((g - null) Z)``, denominator ``lev0 + U² g`` with ``g = alpha / (s2 + alpha)``
+    (``base = null * Yc``, ``lev0`` the leverage part that does not depend on alpha). The in-memory fit divides by
+    the number of rows; the streamed one adds the sums of its row chunks."""
+    g = alpha / (s2 + alpha)
+    num = base + _mm(U, (g - null)[:, None] * Z)
+    den = lev0 + _mm(U2, g)
+    den = jnp.where(weights > 0, jnp.maximum(den, 1e-12), 1.0)
+    e = num / den[:, None] * weights[:, None]
+    return jnp.sum(e * e, axis=0)
+
+
 class RidgeBasis(NamedTuple):
     """The decomposition of one centered training set (``m`` rows, ``p`` features, ``r`` components).
 
@@ -127,12 +141,7 @@ def ridge_solve(basis: RidgeBasis, Yc, valid, alphas, *, alpha_per_target: bool 
         base = null * Yc  # the numerator r0 + U (g z), r0 = null (yc - U z), as null yc + U ((g - null) z)
 
         def error(alpha):
-            g = alpha / (s2 + alpha)
-            num = base + _mm(U, (g - null)[:, None] * Z)
-            den = lev0 + _mm(U2, g)
-            den = jnp.where(valid > 0, jnp.maximum(den, 1e-12), 1.0)
-            e = num / den[:, None] * valid[:, None]
-            return jnp.sum(e * e, axis=0) / n_t
+            return loo_error_sums(alpha, U, U2, base, lev0, null, s2, Z, valid) / n_t
     else:
         # ||r0||² = ||yc||² - ||z||² (U has orthonormal columns on the training rows): no [m, q] residual needed
         r0_sq = null * jnp.maximum(jnp.sum(Yc * Yc, axis=0) - jnp.sum(Z * Z, axis=0), 0.0)

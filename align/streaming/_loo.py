@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from align.stats import loo_error_sums
 from align.streaming._fold_fit import FoldModel
 
 HIGHEST = lax.Precision.HIGHEST
@@ -39,15 +40,7 @@ def _block_errors(X, Y, w, mu_x, inv_sd_x, proj, mu_y, inv_sd_y, z, s2, null, n_
     lev0 = null * (1.0 - 1.0 / n_t - jnp.sum(U2, axis=1)) * w
     base = null * Yc
 
-    def error(alpha):
-        g = alpha / (s2 + alpha)
-        num = base + _mm(U, (g - null)[:, None] * z)
-        den = lev0 + _mm(U2, g)
-        den = jnp.where(w > 0, jnp.maximum(den, 1e-12), 1.0)
-        e = num / den[:, None] * w[:, None]
-        return jnp.sum(e * e, axis=0)
-
-    return lax.map(error, alphas)
+    return lax.map(lambda alpha: loo_error_sums(alpha, U, U2, base, lev0, null, s2, z, w), alphas)
 
 
 def _pad(a: np.ndarray, rows: int) -> np.ndarray:
