@@ -23,6 +23,7 @@ from align.engine._layergrid import X_TO_Y
 from align.engine._layergrid import Y_TO_X
 from align.engine._layergrid import LayerGrid
 from align.engine._plan import Plan
+from align.engine._blocks import add_source_rows
 from align.engine._plan import assemble
 from align.engine._plan import block_pairs
 from align.engine._plan import prepare_parts
@@ -120,12 +121,7 @@ def _observed_streamed(plan: Plan, aux: dict | None = None, progress: bool | Non
                                 v = np.asarray(v)
                                 rows[t_i][k].append(v[0] if d == X_TO_Y else v[:, 0])
                     bar.update()
-                for t_i, r in enumerate(rows):
-                    key = (s_i, t_i) if d == X_TO_Y else (t_i, s_i)
-                    for k, v in r.items():
-                        if v:
-                            blocks.setdefault(k, {}).setdefault(key, {})[d] = (
-                                np.stack(v) if d == X_TO_Y else np.stack(v, axis=1))
+                add_source_rows(blocks, rows, s_i, d)
     scores = blocks.pop("score")
     return _assembled(plan, scores, blocks, aux)
 

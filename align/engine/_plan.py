@@ -169,3 +169,4 @@ def assemble(plan: Plan, blocks: dict, lead_shape=(), transpose_within=True) -> 
         if X_TO_Y not in plan.directions:
             del full[X_TO_Y]
     return {d: full[d] for d in plan.directions}
+

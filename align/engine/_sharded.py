@@ -23,6 +23,7 @@ from align.engine._jit import prepare_stack
 from align.engine._jit import source_rows_call
 from align.engine._layergrid import AUX_NAMES
 from align.engine._layergrid import X_TO_Y
+from align.engine._blocks import add_source_rows
 
 
 def _items(d: dict) -> tuple:
@@ -91,12 +92,7 @@ def streamed_blocks_sharded(plan, direction: str, prepped_targets: list, bar) ->
                         if k in names:
                             rows[t_i][k].extend(np.asarray(v)[:real])
                 bar.update(real)
-        for t_i, r in enumerate(rows):
-            key = (s_i, t_i) if direction == X_TO_Y else (t_i, s_i)
-            for k, v in r.items():
-                if v:
-                    blocks.setdefault(k, {}).setdefault(key, {})[direction] = (
-                        np.stack(v) if direction == X_TO_Y else np.stack(v, axis=1))
+        add_source_rows(blocks, rows, s_i, direction)
     return blocks
 
 
