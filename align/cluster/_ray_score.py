@@ -3,9 +3,11 @@
 ``RayExecutor`` is what the experiment driver's ``run_plans(..., executor=...)`` calls with the jobs still to
 compute (each a no-argument function returning the job's rows). Each job runs as one Ray task asking
 ``execution.num_cpus`` / ``num_gpus``; it reads its stores on the worker (so the activation folder must be on storage
-every node sees, at the same path) and scores them with the engine there. A task whose worker dies is retried
-(``MAX_RETRIES``); the driver writes each job's file when its rows arrive, so the job files and results table are
-those of a local run.
+every node sees, at the same path) and scores them with the engine there. A job is a closure over open stores
+(``align.store.ActivationStore``); Ray sends each store as its path and the worker reopens it, so no layer the driver
+holds in memory travels with a task. A task whose worker dies is retried (``MAX_RETRIES``); the driver writes each
+job's file when its rows arrive, so the job files and results table are those of a local run. Every experiment kind
+(layerwise, perturbation, aggregation, preference) runs its jobs so (``align.experiments`` picks the executor).
 """
 
 from __future__ import annotations
@@ -19,6 +21,18 @@ from align.cluster._backend import MAX_RETRIES
 from align.cluster._backend import connect
 from align.cluster._backend import crash_once
 from align.cluster._backend import unwrap
+
+
+def _store_path(store) -> str:
+    return str(store.path)
+
+
+def ship_stores_as_paths(ray) -> None:
+    """Make Ray send ``ActivationStore`` objects as their paths, reopened (``open_store``) where they arrive."""
+    from align.store import ActivationStore
+    from align.store import open_store
+
+    ray.util.register_serializer(ActivationStore, serializer=_store_path, deserializer=open_store)
 
 
 def _run_job(job: Callable[[], pd.DataFrame]) -> tuple[pd.DataFrame, float]:
@@ -53,6 +67,7 @@ class RayExecutor:
         if not jobs:
             return
         ray = connect(self.execution, log=self.log)
+        ship_stores_as_paths(ray)
         task = ray.remote(_run_job).options(num_cpus=self.execution.num_cpus, num_gpus=self.execution.num_gpus,
                                             max_retries=MAX_RETRIES, retry_exceptions=False, **self.remote_args)
         index = {task.remote(job): i for i, job in enumerate(jobs)}

@@ -33,11 +33,13 @@ import numpy as np
 import pandas as pd
 
 from align.config import RunConfig
+from align.experiments._driver import Executor
 from align.experiments._driver import Pair
 from align.experiments._driver import Plan
 from align.experiments._driver import job_key
 from align.experiments._driver import print_log
 from align.experiments._driver import run_plans
+from align.experiments._driver import scoring_executor
 from align.experiments._driver import store_identity
 from align.experiments._driver import write_exclusions
 from align.experiments._paired import peak_statistic
@@ -121,10 +123,10 @@ class AggregatedPair(Pair):
 
 
 def aggregate(cfg: RunConfig, pairs: list[AggregatedPair], *, side: str, dataset: str, peaks: list | None,
-              log: Callable[[str], None]) -> list[pd.DataFrame]:
+              log: Callable[[str], None], executor: Executor | None = None) -> list[pd.DataFrame]:
     """Every job of one side (``"captions"`` or ``"images"``): per pair and metric, the grids per k and control
     (``experiment.grid_metrics``; the matched k = 1 grid also for the others when it gives the peaks) and the
-    peak statistics."""
+    peak statistics. ``executor`` (``scoring_executor``): where the jobs compute, None = here."""
     ex = cfg.experiment
     grid_metrics = cfg.score.metrics if ex.grid_metrics is None else ex.grid_metrics
     fingerprint = cfg.fingerprint("stimuli", "models", "extract", "score", "experiment")
@@ -185,7 +187,7 @@ def aggregate(cfg: RunConfig, pairs: list[AggregatedPair], *, side: str, dataset
     plans = [Plan("grid", "aggregation", grid_key, grid, conditions=grids, label=label),
              Plan("peak", "aggregation", peak_key, stats, label=label)]
     return list(run_plans(plans, pairs, cfg.score.metrics, cfg.score.preprocess_options, out=cfg.output_dir,
-                          log=log).values())
+                          log=log, executor=executor).values())
 
 
 def run_aggregation(cfg: RunConfig, *, progress: bool = True, log: Callable[[str], None] = print_log) -> Path:
@@ -201,6 +203,7 @@ def run_aggregation(cfg: RunConfig, *, progress: bool = True, log: Callable[[str
     from align.results import write_results
 
     ex = cfg.experiment
+    executor = scoring_executor(cfg.execution, log=log)  # backend "ray": checked here, before any work
     stimuli = stimuli_from_config(cfg.stimuli, activation_root(cfg))
     log(f"stimuli: {stimuli.name} ({len(stimuli)} images)")
     peaks = (read_peaks(ex.peaks_from, stimuli.name, log=log, preprocess=cfg.score.preprocess_options[0])
@@ -222,7 +225,8 @@ def run_aggregation(cfg: RunConfig, *, progress: bool = True, log: Callable[[str
                     vs, ls, n_units=len(kept), unit_key=job_key(ids=kept),
                     x_of=lambda l, k, units, vs=vs, rows=image_rows: vs.layer(l)[rows],
                     y_of=lambda l, k, units, ls=ls, m=members: mean_of_first(ls.layer(l), m, k, units)))
-        frames += aggregate(cfg, pairs, side="captions", dataset=stimuli.name, peaks=peaks, log=log)
+        frames += aggregate(cfg, pairs, side="captions", dataset=stimuli.name, peaks=peaks, log=log,
+                            executor=executor)
     if "images" in ex.aggregate:
         groups, member_ids, short = image_members(stimuli, ex.k_max)
         exclusions["images"] = {"n_in": len(groups) + len(short), "n_out": len(groups),
@@ -242,7 +246,8 @@ def run_aggregation(cfg: RunConfig, *, progress: bool = True, log: Callable[[str
                     vs, ls, n_units=len(groups), unit_key=job_key(ids=groups),
                     x_of=lambda l, k, units, vs=vs, m=members: mean_of_first(vs.layer(l), m, k, units),
                     y_of=lambda l, k, units, ls=ls, rows=cap_rows: reduce_rows(ls.layer(l), rows)))
-        frames += aggregate(cfg, pairs, side="images", dataset=stimuli.name, peaks=peaks, log=log)
+        frames += aggregate(cfg, pairs, side="images", dataset=stimuli.name, peaks=peaks, log=log,
+                            executor=executor)
     if not frames:
         raise ValueError("experiment.aggregate lists nothing to do")
     write_exclusions(cfg.output_dir, exclusions)

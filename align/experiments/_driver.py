@@ -144,6 +144,9 @@ class Plan:
       conditions: the conditions of a metric (default one, None; none: the step skips that metric).
       label: the log's name of a cell (default: the store pair, metric, condition and preprocessing option).
       detail: what the log says about a computed cell (e.g. the grid's size), or None.
+      write_extra: ``write_extra(cell, done, extra)`` for a step whose ``compute`` returns ``(rows, extra)``: writes
+        what a job computes besides its rows (e.g. per-item scores) in the driving process, before the job's file
+        (so a job file says both exist), also when the job ran elsewhere. None: ``compute`` returns the rows.
     """
 
     step: str
@@ -153,6 +156,15 @@ class Plan:
     conditions: Callable[[str], Sequence] = lambda metric: (None,)
     label: Callable[[Cell], str] | None = None
     detail: Callable[[Cell], str] | None = None
+    write_extra: Callable[[Cell, Done, Any], None] | None = None
+
+    def finish(self, cell: Cell, done: Done, result) -> pd.DataFrame:
+        """The rows of what ``compute`` returned, after writing its extra output (``write_extra``), if any."""
+        if self.write_extra is None:
+            return result
+        rows, extra = result
+        self.write_extra(cell, done, extra)
+        return rows
 
 
 def _label(cell: Cell) -> str:
@@ -187,12 +199,33 @@ def run_plans(plans: Sequence[Plan], pairs: Iterable[Pair], metrics: Sequence[st
     for i, cell in enumerate(cells):
         plan = plan_of[cell.step]
         path = out / plan.folder / f"{job_key(**plan.key(cell, done))}.parquet"
-        done[cell] = cached_job(path, lambda cell=cell, plan=plan: plan.compute(cell, done),
+        done[cell] = cached_job(path, lambda cell=cell, plan=plan: plan.finish(cell, done, plan.compute(cell, done)),
                                 label=(plan.label or _label)(cell), log=log, clock=clock,
                                 detail=plan.detail(cell) if plan.detail else "")
         if i + 1 == len(cells) or cells[i + 1].pair is not cell.pair:
             cell.pair.release()
     return done
+
+
+def scoring_executor(execution, *, log: Callable[[str], None]) -> Executor | None:
+    """Where an experiment's scoring jobs run, for ``run_plans(..., executor=...)``: None (this process) for
+    ``[execution] backend = "local"``; for "ray", an ``align.cluster.RayExecutor`` (one Ray task per job, the job
+    files written here).
+
+    Called before an experiment's first step, so that a Ray run fails before any work when Ray is not installed or
+    ``execution.address`` does not answer.
+
+    Raises:
+      ClusterError: backend "ray" without Ray installed, or with an address that is malformed or does not answer.
+    """
+    if execution.backend != "ray":
+        return None
+    from align import cluster
+
+    cluster.require_ray()
+    if execution.address is not None:
+        cluster.check_address(execution.address)
+    return cluster.RayExecutor(execution, log=log)
 
 
 #: ``executor(jobs)``: computes no-argument jobs (each returns its rows) elsewhere and yields ``(index in jobs, rows,
@@ -227,7 +260,7 @@ def _run_elsewhere(plan_of: dict[str, Plan], cells: list[Cell], executor: Execut
             path = paths[cell]
             with output_lock(path, log=log):
                 if not path.exists():  # else another run wrote it meanwhile: same inputs, same rows
-                    write_results(rows, path)
+                    write_results(plan.finish(cell, done, rows), path)
             done[cell] = read_results(path)
             detail = plan.detail(cell) if plan.detail else ""
             log(f"  {clock.done(seconds)} {label(cell)}: {detail + ' in ' if detail else ''}{seconds:.1f} s")

@@ -19,6 +19,7 @@ from align.config import RunConfig
 from align.experiments._driver import Plan
 from align.experiments._driver import print_log
 from align.experiments._driver import run_plans
+from align.experiments._driver import scoring_executor
 from align.experiments._driver import store_identity
 
 
@@ -63,7 +64,7 @@ def layerwise_peak_null(cfg: RunConfig, stores: dict, results: Path, *,
     plan = Plan("peak_null", "peak_null", key, compute,
                 label=lambda cell: f"peak null: {cell.pair.label} {cell.metric} ({cell.preprocess})")
     done = run_plans([plan], store_pairs(*open_stores(stores)), cfg.score.metrics, cfg.score.preprocess_options,
-                     out=cfg.output_dir, log=log)
+                     out=cfg.output_dir, log=log, executor=scoring_executor(cfg.execution, log=log))
     return write_results(pd.concat(done.values(), ignore_index=True), cfg.output_dir / "peak_null.parquet")
 
 
@@ -73,6 +74,7 @@ def run_experiment(cfg: RunConfig, *, progress: bool = True, log: Callable[[str]
     if kind == "layerwise":
         from align.experiments._layerwise import run
 
+        scoring_executor(cfg.execution, log=log)  # a Ray run fails here, before any work, when Ray cannot be used
         outputs = run(cfg, progress=progress, log=log)
         if cfg.experiment.n_perm:
             log("peak null:")

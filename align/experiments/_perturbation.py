@@ -33,11 +33,13 @@ from pathlib import Path
 import pandas as pd
 
 from align.config import RunConfig
+from align.experiments._driver import Executor
 from align.experiments._driver import Pair
 from align.experiments._driver import Plan
 from align.experiments._driver import job_key
 from align.experiments._driver import print_log
 from align.experiments._driver import run_plans
+from align.experiments._driver import scoring_executor
 from align.experiments._driver import store_identity
 from align.experiments._driver import write_exclusions
 from align.experiments._paired import peak_statistic
@@ -117,9 +119,10 @@ def condition_pairs(name: str, perturbed: str, ids, dataset: str, base: tuple[di
 
 
 def compare(cfg: RunConfig, pairs: list[Pair], cond: Condition, peaks: list | None, *,
-            log: Callable[[str], None]) -> list[pd.DataFrame]:
+            log: Callable[[str], None], executor: Executor | None = None) -> list[pd.DataFrame]:
     """Every job of one condition: per store pair and metric, the original's grid (``baseline``) and the
-    condition's rows; ``peaks`` (from ``experiment.peaks_from``) or None (the baseline's peaks)."""
+    condition's rows; ``peaks`` (from ``experiment.peaks_from``) or None (the baseline's peaks). ``executor``
+    (``scoring_executor``): where the jobs compute, None = here."""
     from align.engine import pairwise
     from align.experiments._pairing import aligned_layers
 
@@ -191,7 +194,8 @@ def compare(cfg: RunConfig, pairs: list[Pair], cond: Condition, peaks: list | No
                   conditions=need_base, label=lambda cell: f"baseline {cond.name}: {cell.pair.label} {cell.metric}"),
              Plan("condition", "perturbation", key, compute,
                   label=lambda cell: f"{cond.name}: {cell.pair.label} {cell.metric}")]
-    done = run_plans(plans, pairs, cfg.score.metrics, cfg.score.preprocess_options, out=cfg.output_dir, log=log)
+    done = run_plans(plans, pairs, cfg.score.metrics, cfg.score.preprocess_options, out=cfg.output_dir, log=log,
+                     executor=executor)
     return list(done.values())
 
 
@@ -208,6 +212,7 @@ def run_perturbation(cfg: RunConfig, *, progress: bool = True, log: Callable[[st
     from align.results import write_results
 
     ex = cfg.experiment
+    executor = scoring_executor(cfg.execution, log=log)  # backend "ray": checked here, before any work
     stimuli = stimuli_from_config(cfg.stimuli, activation_root(cfg))
     log(f"stimuli: {stimuli.name} ({len(stimuli)} images)")
     vision_cfg, language_cfg = split_by_modality(cfg)
@@ -235,7 +240,7 @@ def run_perturbation(cfg: RunConfig, *, progress: bool = True, log: Callable[[st
                                             progress=progress, log=log))
         # a peak chosen on the full set is used for the masked subset too (same models and layers)
         pairs, cond = condition_pairs(c.name, "image", s.image_ids, s.name, base[s.name], (vision, {}))
-        frames += compare(cfg, pairs, cond, peaks, log=log)
+        frames += compare(cfg, pairs, cond, peaks, log=log, executor=executor)
     for c in caption_conds:
         s, report = c.apply(stimuli)
         exclusions[c.name] = report.to_dict()
@@ -244,7 +249,7 @@ def run_perturbation(cfg: RunConfig, *, progress: bool = True, log: Callable[[st
         log(f"caption condition {c.name} ({s.name}, {len(s)} images):")
         _, language = open_stores(run_extract(language_cfg, s, condition=c.name, progress=progress, log=log))
         pairs, cond = condition_pairs(c.name, "caption", s.image_ids, stimuli.name, base[stimuli.name], ({}, language))
-        frames += compare(cfg, pairs, cond, peaks, log=log)
+        frames += compare(cfg, pairs, cond, peaks, log=log, executor=executor)
     table = pd.concat(frames, ignore_index=True)
     table = table.drop_duplicates(subset=[c for c in ("quantity", "dataset", "condition", "model_x", "pooling_x",
                                                       "model_y", "pooling_y", "layer_x", "layer_y", "metric",

@@ -66,6 +66,7 @@ from align.experiments._driver import Plan
 from align.experiments._driver import job_key
 from align.experiments._driver import print_log
 from align.experiments._driver import run_plans
+from align.experiments._driver import scoring_executor
 from align.experiments._driver import store_identity
 from align.experiments._driver import write_exclusions
 from align.experiments._driver import write_frame
@@ -162,6 +163,7 @@ def run_preference(cfg: RunConfig, *, progress: bool = True, log: Callable[[str]
     from align.stats import paired_summary
 
     ex = cfg.experiment
+    executor = scoring_executor(cfg.execution, log=log)  # backend "ray": checked here, before any work
     stimuli = stimuli_from_config(cfg.stimuli, activation_root(cfg))
     log(f"stimuli: {stimuli.name} ({len(stimuli)} images)")
     scored, exclusions = None, {}
@@ -185,7 +187,7 @@ def run_preference(cfg: RunConfig, *, progress: bool = True, log: Callable[[str]
         _, language_cfg = split_by_modality(cfg)
         all_captions = dataclasses.replace(language_cfg, score=dataclasses.replace(cfg.score, caption="mean"))
         _, every = open_stores(run_extract(all_captions, stimuli, progress=progress, log=log))
-    by_language = {id(ls): lk for lk, ls in language.items()}
+    by_language = {ls.path: lk for lk, ls in language.items()}  # by path: a Ray task gets copies of the stores
     peaks = (read_peaks(ex.peaks_from, stimuli.name, log=log, preprocess=cfg.score.preprocess_options[0])
              if ex.peaks_from and ex.layers == "peak" else None)
     out = cfg.output_dir / "preference"
@@ -193,7 +195,7 @@ def run_preference(cfg: RunConfig, *, progress: bool = True, log: Callable[[str]
 
     def stores(cell):
         """(vision store, the caption store the contrast's rows index, the wrong-caption store or None)."""
-        lk = by_language[id(cell.pair.language)]
+        lk = by_language[cell.pair.language.path]
         return (cell.pair.vision, every[lk] if cell.condition == "scored" else cell.pair.language, wrong.get(lk))
 
     def grid(cell, done):
@@ -218,7 +220,7 @@ def run_preference(cfg: RunConfig, *, progress: bool = True, log: Callable[[str]
     def items_path(cell, done) -> Path:
         return out / f"{job_key(**key(cell, done))}.items.parquet"
 
-    def compute(cell, done):
+    def compute(cell, done):  # (summary rows, per-item scores); write_items writes the latter where the run drives
         contrast, (vs, ys, ws) = cell.condition, stores(cell)
         items, folds = contrast_items(contrast, stimuli, vs, ys, ws, ex.seed, ex.folds, scored)
         rows, per_item = [], []
@@ -240,16 +242,18 @@ def run_preference(cfg: RunConfig, *, progress: bool = True, log: Callable[[str]
         for col in ("model_x", "pooling_x", "model_y", "pooling_y", "dataset"):
             items_frame[col] = frame[col].iloc[0]
         items_frame["contrast"] = contrast
-        write_frame(items_frame, items_path(cell, done))  # before the job's rows: their file says both exist
-        return frame
+        return frame, items_frame
+
+    def write_items(cell, done, items_frame):  # before the job's rows: their file says both exist
+        write_frame(items_frame, items_path(cell, done))
 
     plans = [Plan("grid", "preference", grid_key, grid,
                   conditions=lambda metric: (None,) if ex.layers == "peak" and peaks is None else (),
                   label=lambda cell: f"layer grid: {cell.pair.label} {cell.metric}"),
              Plan("contrast", "preference", key, compute, conditions=lambda metric: ex.contrasts,
-                  label=lambda cell: f"{cell.condition}: {cell.pair.label}")]
+                  label=lambda cell: f"{cell.condition}: {cell.pair.label}", write_extra=write_items)]
     done = run_plans(plans, store_pairs(vision, language), cfg.score.metrics[:1], cfg.score.preprocess_options,
-                     out=cfg.output_dir, log=log)
+                     out=cfg.output_dir, log=log, executor=executor)
     summaries = {cell: rows for cell, rows in done.items() if cell.step == "contrast"}
     write_exclusions(cfg.output_dir, exclusions)
     write_frame(pd.concat([pd.read_parquet(items_path(cell, done)) for cell in summaries], ignore_index=True),
