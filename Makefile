@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export ALIGN_CACHE ?= $(CURDIR)/.cache/align
 
-.PHONY: demo test test-fast figures bench setup setup-gpu clean models
+.PHONY: demo test test-fast figures robustness bench setup setup-gpu clean models
 
 setup: $(STAMP)
 
@@ -51,6 +51,10 @@ test-fast: $(STAMP)
 
 figures: $(STAMP)
 	$(PY) -m align figures paper_figures
+
+# Every finding under every combination of pooling, preprocessing, metric and caption (paper_figures/robustness.toml)
+robustness: $(STAMP)
+	$(PY) paper_figures/robustness.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/grid_s.py --threads 1

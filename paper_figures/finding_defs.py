@@ -222,7 +222,8 @@ def aggregation_rows(table: pd.DataFrame, results) -> pd.DataFrame:
         shuffled_flat = not (s.score > 0 and s.p_value < 0.05) and s.score_a <= 0.05
         rows.append({"model pair": f"{mx} x {my}", "metric": base(metric), "direction": d,
                      "matched k=1": m.score_b, f"matched k={k_max}": m.score_a, "matched gain": m.score,
-                     "matched p": m.p_value, "shuffled k=1": s.score_b, f"shuffled k={k_max}": s.score_a,
+                     "matched p": m.p_value, "matched CI low": m.get("ci_low", np.nan),
+                     "matched CI high": m.get("ci_high", np.nan), "shuffled k=1": s.score_b, f"shuffled k={k_max}": s.score_a,
                      "shuffled gain": s.score, "shuffled p": s.p_value,
                      "holds": bool(matched_up and shuffled_flat)})
     if not rows:
@@ -249,6 +250,8 @@ def preference_rows(table: pd.DataFrame, contrast: str) -> pd.DataFrame:
                          "direction": [d for *_, d in acc.index],
                          "layers (x, y)": [f"{int(r.layer_x)}, {int(r.layer_y)}" for r in acc.itertuples()],
                          "accuracy": acc.score.values, "accuracy p": acc.p_value.values,
+                         "accuracy CI low": acc.ci_low.values if "ci_low" in acc else np.nan,
+                         "accuracy CI high": acc.ci_high.values if "ci_high" in acc else np.nan,
                          "mean difference": diff.score.reindex(acc.index).values,
                          "difference p": diff.p_value.reindex(acc.index).values, "n": acc.n.values})
     rows["holds"] = (rows.accuracy > 0.5) & (rows["accuracy p"] < 0.05)

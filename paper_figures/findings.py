@@ -199,6 +199,15 @@ def write_report(results: Path, figures: Path, drawn: dict, history: list, *, co
             removed = {k: len(v) for k, v in report.get("removed_captions", {}).items()}
             lines.append(f"- {step}: kept {report['n_out']} of {report['n_in']} images; excluded {counts or 'none'}; "
                          f"captions removed {removed or 'none'}")
+    robust = results.parent / "robustness" / "ROBUSTNESS.md"  # `make robustness` (paper_figures/robustness.py)
+    lines += ["", "## Robustness to the method choices", ""]
+    if robust.exists():
+        text = robust.read_text().split("\n", 1)[1]  # its own title replaced by this section's
+        lines += [f"From `make robustness` ({robust}; specification curves beside it):", "",
+                  text.replace("\n## ", "\n### ")]
+    else:
+        lines.append("not run: `make robustness` decides every finding under every combination of pooling, "
+                     "preprocessing, metric and caption choice")
     lines += ["", "## Figures", ""]
     for module, paths in drawn.items():
         for p in paths:
