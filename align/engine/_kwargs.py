@@ -9,6 +9,7 @@ recompile.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,6 +18,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from align.metrics import Metric
+from align.stats import resampled_fold_ids
+from align.stats import stacked_fold_rows
+
+#: The ``prepare`` keyword through which the engine's bootstrap hands a metric with folds each resample's own fold
+#: layout (``align.stats.stacked_fold_rows`` plus ``groups``, the original stimulus of every row).
+FOLD_ROWS_KWARG = "fold_rows"
 
 
 def hashable(v):
@@ -80,3 +87,37 @@ def split_kwargs(metric: Metric, kwargs: Mapping[str, Any]) -> Kwargs:
     sp, tp = split(prep)
     sc, tc = split(comp)
     return Kwargs(sp, tp, sc, tc, dict(kwargs), {**prep, **comp})
+
+
+def resample_fold_rows(metric: Metric, kw: Kwargs, rows: np.ndarray) -> dict | None:
+    """Each bootstrap resample's cross-validation folds, grouped by original stimulus, for a metric that declares
+    ``folds`` among its ``prepare`` keyword arguments; None for any other metric.
+
+    A resample draws some stimuli several times. Folds laid over its rows as if they were distinct stimuli put
+    copies of one stimulus in a training and a held-out fold, so the held-out score rewards memorisation and the
+    bootstrap distribution sits above the observed score. Here every copy of a stimulus is in one fold
+    (``align.stats.resampled_fold_ids`` with the metric's ``folds`` and ``seed``); the metric's ``prepare`` takes the
+    layout as ``fold_rows=`` (traced: the fold sizes differ between resamples, one compiled program serves all).
+
+    Args:
+      metric: the metric.
+      kw: its keyword arguments (``kw.merged`` holds ``folds`` and ``seed``).
+      rows: ``[B, n]`` original stimulus index of every row of each resample.
+
+    Returns:
+      ``{"train", "train_valid", "test", "test_valid": [B, F, width], "groups": [B, n]}`` NumPy arrays, or None.
+
+    Raises:
+      ValueError: the metric declares ``folds`` but its ``prepare`` (or ``prepare_target``) takes no ``fold_rows``.
+    """
+    if "folds" not in metric.prepare_kwargs:
+        return None
+    for fn in (metric.prepare, metric.prepare_target):
+        if fn is not None and FOLD_ROWS_KWARG not in inspect.signature(fn).parameters:
+            raise ValueError(
+                f"metric {metric.name!r} declares cross-validation folds but its {fn.__name__} takes no "
+                f"{FOLD_ROWS_KWARG}= argument: its bootstrap would put copies of a resampled stimulus in training "
+                "and held-out folds (an upward bias); accept the per-resample layout (align.stats.fold_layout)")
+    rows = np.asarray(rows)
+    ids = resampled_fold_ids(rows, kw.merged["folds"], kw.merged.get("seed", 0))
+    return {**stacked_fold_rows(ids, int(ids.max()) + 1), "groups": rows.astype(np.int32)}

@@ -12,9 +12,12 @@ batches in a ``lax.map``): no Python loop per draw.
   (``<=`` for distances), so p is never 0 (Phipson & Smyth 2010); with it, over each direction's cells, the
   Benjamini-Hochberg adjusted p (``p_bh``) and the family-wise max-statistic p (``p_maxstat``) of the same
   permutations (:mod:`align.stats`).
-- Bootstrap: stimuli resampled with replacement (the same rows for X and Y); percentile interval. Metrics that
-  exclude self-matches (kNN) or split stimuli into folds (linear predictivity) see duplicated stimuli as
-  distinct ones, which biases their bootstrap distribution upwards; prefer the permutation null for those.
+- Bootstrap: stimuli resampled with replacement (the same rows for X and Y); percentile interval. A metric with
+  cross-validation folds (``folds`` among its ``prepare`` keyword arguments: linear and MLP predictivity) gets each
+  resample's own folds grouped by original stimulus, so the copies of a stimulus never straddle a training and a
+  held-out fold (:func:`align.engine._kwargs.resample_fold_rows`; the observed score keeps its folds). Metrics that
+  exclude self-matches (kNN) still see duplicated stimuli as distinct ones, which biases their bootstrap
+  distribution upwards; prefer the permutation null for those.
 - Paired difference of condition A and B on the same stimuli: its null swaps the A and B activations of each
   stimulus with probability 1/2 (all layers of both sides together); see :func:`align.engine.paired_difference`.
 """
@@ -33,6 +36,8 @@ from align.engine._devices import batch_from_memory
 from align.engine._devices import device_memory_stats
 from align.engine._jit import grid_body
 from align.engine._jit import prepare_groups
+from align.engine._kwargs import FOLD_ROWS_KWARG
+from align.engine._kwargs import resample_fold_rows
 from align.engine._layergrid import X_TO_Y
 from align.engine._layergrid import Y_TO_X
 from align.engine._plan import Plan
@@ -73,39 +78,60 @@ def _null_call(prep_fixed, groups, perms, traced_prep, traced_comp, *, prepare, 
     return lax.map(one, perms, batch_size=batch_size)
 
 
+def _resampled(draw, traced_prep):
+    """(rows, prepare keyword arguments) of one bootstrap draw ``{"rows": [n], "folds": layout}`` (a metric with
+    folds gets this resample's grouped fold layout as ``fold_rows``)."""
+    if "folds" in draw:
+        return draw["rows"], {**traced_prep, FOLD_ROWS_KWARG: draw["folds"]}
+    return draw["rows"], traced_prep
+
+
+def _boot_draws(plan: Plan, rows: np.ndarray) -> dict:
+    """Bootstrap draws as the compiled calls take them: ``{"rows": [B, n]}``, plus ``"folds"`` (per-resample fold
+    layouts grouped by original stimulus) for a metric with cross-validation folds."""
+    folds = resample_fold_rows(plan.metric, plan.kw, rows)
+    return {"rows": np.asarray(rows)} if folds is None else {"rows": np.asarray(rows), "folds": folds}
+
+
 @functools.partial(jax.jit, static_argnames=_STATIC + ("same",))
-def _boot_call(x_groups, y_groups, rows, traced_prep, traced_comp, *, prepare, static_prep, compare, static_comp,
+def _boot_call(x_groups, y_groups, draws, traced_prep, traced_comp, *, prepare, static_prep, compare, static_comp,
                directions, chunk_size, batch_size, same):
-    def one(ix):
-        prep_x = prepare_groups(tuple(g[:, ix] for g in x_groups), traced_prep, prepare, static_prep)
-        prep_y = prep_x if same else prepare_groups(tuple(g[:, ix] for g in y_groups), traced_prep, prepare,
+    def one(draw):
+        ix, kw_prep = _resampled(draw, traced_prep)
+        prep_x = prepare_groups(tuple(g[:, ix] for g in x_groups), kw_prep, prepare, static_prep)
+        prep_y = prep_x if same else prepare_groups(tuple(g[:, ix] for g in y_groups), kw_prep, prepare,
                                                     static_prep)
         return _scores(grid_body(prep_x, prep_y, traced_comp, compare, static_comp, directions, chunk_size))
 
-    return lax.map(one, rows, batch_size=batch_size)
+    return lax.map(one, draws, batch_size=batch_size)
 
 
 @functools.partial(jax.jit, static_argnames=_STATIC + ("resample",))
 def _diff_call(groups_a, groups_b, draws, traced_prep, traced_comp, *, prepare, static_prep, compare, static_comp,
                directions, chunk_size, batch_size, resample):
-    """Difference A − B of the grid under condition swaps (``resample="swap"``) or bootstrap rows ("boot")."""
+    """Difference A − B of the grid under condition swaps (``resample="swap"``, draws ``{"rows": [n] bool}``) or
+    bootstrap resamples ("boot", draws as :func:`_boot_draws`)."""
 
-    def grid(xg, yg):
-        px = prepare_groups(xg, traced_prep, prepare, static_prep)
-        py = prepare_groups(yg, traced_prep, prepare, static_prep)
+    def grid(xg, yg, kw_prep):
+        px = prepare_groups(xg, kw_prep, prepare, static_prep)
+        py = prepare_groups(yg, kw_prep, prepare, static_prep)
         return _scores(grid_body(px, py, traced_comp, compare, static_comp, directions, chunk_size))
 
     def one(draw):
         (xa, ya), (xb, yb) = groups_a, groups_b
         if resample == "swap":
+            mask, kw_prep = draw["rows"], traced_prep
+
             def swap(p, q):
-                return tuple(jnp.where(draw[None, :, None], b, a) for a, b in zip(p, q))
+                return tuple(jnp.where(mask[None, :, None], b, a) for a, b in zip(p, q))
             xa, xb, ya, yb = swap(xa, xb), swap(xb, xa), swap(ya, yb), swap(yb, ya)
         else:
+            ix, kw_prep = _resampled(draw, traced_prep)
+
             def take(p):
-                return tuple(g[:, draw] for g in p)
+                return tuple(g[:, ix] for g in p)
             xa, xb, ya, yb = take(xa), take(xb), take(ya), take(yb)
-        ga, gb = grid(xa, ya), grid(xb, yb)
+        ga, gb = grid(xa, ya, kw_prep), grid(xb, yb, kw_prep)
         return {d: ga[d] - gb[d] for d in ga}
 
     return lax.map(one, draws, batch_size=batch_size)
@@ -121,20 +147,22 @@ def _static(plan: Plan, batch_size, n_draws):
                 batch_size=max(1, min(int(batch_size), n_draws)))
 
 
-def _in_steps(call, draws: np.ndarray, batch_size: int, bar, mesh=None) -> dict:
+def _in_steps(call, draws, batch_size: int, bar, mesh=None) -> dict:
     """``call(draws)`` -> ``{key: [len(draws), ...]}`` computed in about :data:`PROGRESS_STEPS` host steps of equal
     size (a multiple of ``batch_size`` times the device count of ``mesh``; the last step padded with repeats of its
-    last draw and trimmed), so a bar can advance between them. Every step has the same shape: one compilation."""
-    n = len(draws)
+    last draw and trimmed), so a bar can advance between them. Every step has the same shape: one compilation.
+    ``draws`` is an array or a pytree of arrays with one leading draws axis."""
+    tree = jax.tree_util.tree_map
+    n = len(jax.tree_util.tree_leaves(draws)[0])
     unit = batch_size * (1 if mesh is None else mesh.size)
     size = unit * max(1, -(-n // (PROGRESS_STEPS * unit)))
     outs = []
     for start in range(0, n, size):
-        chunk = draws[start:start + size]
-        real = len(chunk)
+        chunk = tree(lambda a: a[start:start + size], draws)
+        real = min(size, n - start)
         if real < size and (start > 0 or mesh is not None):
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], size - real, axis=0)])
-        out = jax.device_get(call(jnp.asarray(chunk)))
+            chunk = tree(lambda a: np.concatenate([a, np.repeat(a[-1:], size - real, axis=0)]), chunk)
+        out = jax.device_get(call(tree(jnp.asarray, chunk)))
         outs.append(jax.tree_util.tree_map(lambda a: a[:real], out))
         bar.update(real)
     return jax.tree_util.tree_map(lambda *a: np.concatenate(a), *outs)
@@ -200,6 +228,7 @@ def bootstrap_distribution(plan: Plan, rows: np.ndarray, batch_size=None, progre
     """``{direction: [n_boot, Lx, Ly]}``: the grid on each bootstrap resample ``rows`` of the stimuli."""
     kw = plan.kw
     static = _static(plan, batch_size, len(rows))
+    draws = _boot_draws(plan, rows)
     blocks = {}
     calls = len(plan.parts_x) * len(plan.parts_y)
     with jax.default_matmul_precision("highest"), progress_bar(calls * len(rows), f"{plan.metric.name} bootstrap",
@@ -209,7 +238,7 @@ def bootstrap_distribution(plan: Plan, rows: np.ndarray, batch_size=None, progre
                 same = plan.within and a == b
                 call = draws_caller(plan.mesh, _boot_call, (part_stacks(part_x), part_stacks(part_y), kw.traced_prep,
                                                             kw.traced_comp), 2, dict(static, same=same))
-                blocks[(a, b)] = _in_steps(call, rows, static["batch_size"], bar, plan.mesh)
+                blocks[(a, b)] = _in_steps(call, draws, static["batch_size"], bar, plan.mesh)
     return assemble(plan, blocks, lead_shape=(len(rows),), transpose_within=False)
 
 
@@ -217,13 +246,16 @@ def difference_distribution(plan_a: Plan, plan_b: Plan, draws: np.ndarray, resam
                             progress=None) -> dict[str, np.ndarray]:
     """``{direction: [n_draws, Lx, Ly]}``: the difference A − B of two plans of the same shapes under each draw:
     condition swaps (``resample="swap"``, ``draws`` from :func:`condition_swaps`) or bootstrap rows
-    (``resample="boot"``, ``draws`` from :func:`bootstrap_rows`)."""
+    (``resample="boot"``, ``draws`` from :func:`bootstrap_rows`; a metric with cross-validation folds gets each
+    resample's folds grouped by original stimulus, as in :func:`bootstrap_distribution`)."""
     kw = plan_a.kw
     static = _static(plan_a, batch_size, len(draws))
+    n_draws = len(draws)
+    draws = _boot_draws(plan_a, draws) if resample == "boot" else {"rows": np.asarray(draws)}
     blocks = {}
     calls = len(plan_a.parts_x) * len(plan_a.parts_y)
     label = "swaps" if resample == "swap" else "bootstrap"
-    with jax.default_matmul_precision("highest"), progress_bar(calls * len(draws), f"{plan_a.metric.name} {label}",
+    with jax.default_matmul_precision("highest"), progress_bar(calls * n_draws, f"{plan_a.metric.name} {label}",
                                                                "draw", progress) as bar:
         for a, (pxa, pxb) in enumerate(zip(plan_a.parts_x, plan_b.parts_x)):
             for b, (pya, pyb) in enumerate(zip(plan_a.parts_y, plan_b.parts_y)):
@@ -231,7 +263,7 @@ def difference_distribution(plan_a: Plan, plan_b: Plan, draws: np.ndarray, resam
                 call = draws_caller(plan_a.mesh, _diff_call, (ga, gb, kw.traced_prep, kw.traced_comp), 2,
                                     dict(static, resample=resample))
                 blocks[(a, b)] = _in_steps(call, draws, static["batch_size"], bar, plan_a.mesh)
-    return assemble(plan_a, blocks, lead_shape=(len(draws),), transpose_within=False)
+    return assemble(plan_a, blocks, lead_shape=(n_draws,), transpose_within=False)
 
 
 def null_summary(null: dict[str, np.ndarray], scores: dict[str, np.ndarray], higher_is_better: bool,

@@ -50,7 +50,8 @@ from align.metrics._registry import register_metric
 from align.metrics._validate import check_pair
 from align.stats import center_stats
 from align.stats import column_pearson
-from align.stats import fold_rows
+from align.stats import fold_layout
+from align.stats import fold_rows as host_fold_rows
 from align.stats import RidgeBasis
 from align.stats import kfold_ids
 from align.stats import mean_valid
@@ -75,13 +76,25 @@ def _inner_masks(train_valid, seed: int):
     return jnp.asarray(fit_w), jnp.asarray(val_w)
 
 
-def prepare_mlp_predictivity(X, folds=5, seed: int = 0):
+def _grouped_inner_masks(rows, groups, n: int, seed: int):
+    """Inner split of one resample's training folds (traced), grouped by original stimulus: the copies of a stimulus
+    all fit or all validate. A seeded permutation ranks the n original stimuli; those of rank 0 mod
+    :data:`INNER_FOLDS` validate (about the same share as the inner fold 0 of the observed split)."""
+    rank_of = jnp.asarray(np.random.RandomState(seed).permutation(n), jnp.int32)
+    val = (rank_of[groups[rows["train"]]] % INNER_FOLDS == 0).astype(jnp.float32) * rows["train_valid"]
+    return rows["train_valid"] - val, val
+
+
+def prepare_mlp_predictivity(X, folds=5, seed: int = 0, fold_rows=None):
     """Per-layer work of MLP predictivity: each training fold's normalised principal-component coordinates.
 
     Args:
       X: ``[n, p]`` float32 activations (may be traced; n and p are static).
       folds: fold count (sklearn KFold with shuffling) or a sequence of n fold ids; static.
       seed: fold shuffling, inner split and initialisation seed; static.
+      fold_rows: None, or a fold layout replacing ``folds`` (``align.stats.stacked_fold_rows`` of one resample plus
+        ``groups``, the original stimulus of every row; traced): the engine's bootstrap passes each resample's folds
+        grouped by original stimulus, and the inner split is then grouped too (:func:`_grouped_inner_masks`).
 
     Returns:
       A dict: ``Z [F, n_train_max, r]`` and ``Z_test [F, n_test_max, r]`` (r = min(p, n_train_max - 1)), the fold
@@ -89,10 +102,12 @@ def prepare_mlp_predictivity(X, folds=5, seed: int = 0):
       ``data [n, p]`` (used when the layer is the target).
     """
     n, p = X.shape
-    host_rows = fold_rows(kfold_ids(n, folds, seed))
-    fit_w, val_w = _inner_masks(host_rows["train_valid"], int(seed))
-    rows = {k: jnp.asarray(v) for k, v in host_rows.items()}
-    rank = min(p, host_rows["train"].shape[1] - 1)
+    rows, n_train_max = fold_layout(n, folds, seed, fold_rows)
+    if fold_rows is None:
+        fit_w, val_w = _inner_masks(host_fold_rows(kfold_ids(n, folds, seed))["train_valid"], int(seed))
+    else:
+        fit_w, val_w = _grouped_inner_masks(rows, fold_rows["groups"], n, int(seed))
+    rank = min(p, n_train_max - 1)
     X = jnp.asarray(X, jnp.float32)
     tol = max(n, p) * float(jnp.finfo(jnp.float32).eps)
 
@@ -120,10 +135,10 @@ def prepare_mlp_predictivity(X, folds=5, seed: int = 0):
             "ridge_full": full._asdict(), "key": jax.random.PRNGKey(int(seed)), "data": X, **rows}
 
 
-def prepare_mlp_predictivity_target(Y, folds=5, seed: int = 0):
+def prepare_mlp_predictivity_target(Y, folds=5, seed: int = 0, fold_rows=None):
     """What :func:`compare_mlp_predictivity` reads from its target: the data (same arguments as
     :func:`prepare_mlp_predictivity`)."""
-    del folds, seed
+    del folds, seed, fold_rows
     return {"data": jnp.asarray(Y, jnp.float32)}
 
 

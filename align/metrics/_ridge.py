@@ -121,7 +121,8 @@ def _target_stats(Y, rows, scale: bool):
     return lax.map(lambda a: center_stats(Y[a[0]], a[1], scale), (rows["train"], rows["train_valid"]))
 
 
-def prepare_linear_predictivity(X, folds=5, seed: int = 0, scale: bool = False, pca_components: int = 0):
+def prepare_linear_predictivity(X, folds=5, seed: int = 0, scale: bool = False, pca_components: int = 0,
+                                fold_rows=None):
     """Per-layer work of linear predictivity: one decomposition per training fold of the centered X.
 
     Args:
@@ -130,22 +131,26 @@ def prepare_linear_predictivity(X, folds=5, seed: int = 0, scale: bool = False, 
       seed: KFold shuffling seed; static.
       scale: divide by training-fold standard deviations; static.
       pca_components: 0 (off) or k: regress on the top-k principal components of each training fold; static.
+      fold_rows: None, or a fold layout replacing ``folds``/``seed`` (the row indices and masks of
+        ``align.stats.stacked_fold_rows`` for one resample, traced): the engine's bootstrap passes each resample's
+        folds grouped by original stimulus.
 
     Returns:
       A dict of arrays (see the module docstring); every shape depends only on n, the fold structure and p.
     """
     n, p = X.shape
-    rows, n_train_max = fold_layout(n, folds, seed)
+    rows, n_train_max = fold_layout(n, folds, seed, fold_rows)
     return _prepare_folds(X, rows, rank=_rank(p, n_train_max), scale=bool(scale), pca_components=int(pca_components))
 
 
-def prepare_linear_predictivity_target(Y, folds=5, seed: int = 0, scale: bool = False, pca_components: int = 0):
+def prepare_linear_predictivity_target(Y, folds=5, seed: int = 0, scale: bool = False, pca_components: int = 0,
+                                       fold_rows=None):
     """What :func:`compare_linear_predictivity` reads from its target: the data and per-fold means and stds.
 
     Same arguments as :func:`prepare_linear_predictivity`; no decompositions (used where a layer is only a target,
     e.g. in permutation nulls). ``pca_components`` reduces predictors only: a target keeps its features.
     """
-    rows, _ = fold_layout(Y.shape[0], folds, seed)
+    rows, _ = fold_layout(Y.shape[0], folds, seed, fold_rows)
     Y = jnp.asarray(Y, jnp.float32)
     mu, sd = _target_stats(Y, rows, bool(scale))
     return {"data": Y, "mu": mu, "sd": sd}

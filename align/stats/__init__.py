@@ -10,6 +10,8 @@ from align.stats._folds import fold_masks
 from align.stats._folds import fold_rows
 from align.stats._folds import fold_structure
 from align.stats._folds import kfold_ids
+from align.stats._folds import resampled_fold_ids
+from align.stats._folds import stacked_fold_rows
 from align.stats._ridge import RidgeBasis
 from align.stats._ridge import RidgeFit
 from align.stats._ridge import center_stats

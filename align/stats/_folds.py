@@ -92,9 +92,16 @@ def fold_rows(fold_ids: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
-def fold_layout(n: int, folds, seed: int) -> tuple[dict, int]:
+#: The keys of a fold layout (:func:`fold_rows`), as a metric's ``prepare`` reads them.
+FOLD_ROW_KEYS = ("train", "train_valid", "test", "test_valid")
+
+
+def fold_layout(n: int, folds, seed: int, given: dict | None = None) -> tuple[dict, int]:
     """(:func:`fold_rows` as device arrays, largest training-fold size) of ``kfold_ids(n, folds, seed)``; host-side
-    constants of a compiled program."""
+    constants of a compiled program. With ``given`` (one resample's layout of :func:`stacked_fold_rows`, possibly
+    traced, e.g. the engine's bootstrap) that layout instead, its training width as the largest size."""
+    if given is not None:
+        return {k: given[k] for k in FOLD_ROW_KEYS}, int(given["train"].shape[-1])
     fold_ids = kfold_ids(n, folds, seed)
     return {k: jnp.asarray(v) for k, v in fold_rows(fold_ids).items()}, fold_structure(fold_ids)[1]
 
@@ -102,3 +109,55 @@ def fold_layout(n: int, folds, seed: int) -> tuple[dict, int]:
 def fold_masks(fold_ids: np.ndarray) -> np.ndarray:
     """``[F, n]`` float64 0/1 membership of each stimulus in each held-out fold."""
     return (fold_ids[None, :] == np.arange(int(fold_ids.max()) + 1)[:, None]).astype(np.float64)
+
+
+def resampled_fold_ids(rows: np.ndarray, folds: int | Sequence[int] = 5, seed: int = 0) -> np.ndarray:
+    """Fold ids of bootstrap resamples, grouped by original stimulus: ``[B, n]`` int32.
+
+    A resample draws some stimuli several times; folds over its rows as if they were distinct stimuli put copies of
+    one stimulus in a training and a held-out fold, and the held-out score then rewards memorisation (an upward
+    bias). Here every copy of a stimulus lands in one fold.
+
+    Args:
+      rows: ``[B, n]`` original stimulus index of every row of each resample (``0..n-1``, drawn with replacement).
+      folds: a fold count ``k``: resample b's ids are ``kfold_ids(n, k, seed, groups=rows[b])`` (the distinct
+        stimuli it draws, in order of first appearance, split as ``KFold`` splits items); or ``n`` explicit fold ids
+        of the original stimuli: each row takes its stimulus's fold (labels ``0..F-1``; a fold none of whose
+        stimuli is drawn is empty).
+      seed: shuffling seed for a fold count.
+
+    Raises:
+      ValueError: ``rows`` not ``[B, n]`` indices below n, or folds that :func:`kfold_ids` rejects.
+    """
+    rows = np.asarray(rows)
+    if rows.ndim != 2 or rows.dtype.kind not in "iu" or (rows.size and (rows.min() < 0 or rows.max() >= rows.shape[1])):
+        raise ValueError(f"rows must be [B, n] integer indices in 0..n-1 (one resample per row), got shape {rows.shape} "
+                         f"and dtype {rows.dtype}")
+    n = rows.shape[1]
+    if isinstance(folds, (int, np.integer)) and not isinstance(folds, bool):
+        return np.stack([kfold_ids(n, int(folds), seed, groups=r.tolist()) for r in rows]).astype(np.int32)
+    return kfold_ids(n, folds, seed)[rows].astype(np.int32)
+
+
+def stacked_fold_rows(fold_ids: np.ndarray, n_folds: int) -> dict[str, np.ndarray]:
+    """:func:`fold_rows` of every row of ``[B, n]`` fold ids, padded to widths common to all B (the fold sizes vary
+    between resamples; one compiled program takes them all as traced inputs).
+
+    Returns ``train [B, F, w_train]``, ``test [B, F, w_test]`` int32 row indices (padding points at row 0) and their
+    float32 masks ``train_valid``, ``test_valid``; ``F = n_folds`` (a fold with no rows has an all-zero test mask).
+    """
+    fold_ids = np.asarray(fold_ids)
+    n_draws, n = fold_ids.shape
+    counts = np.stack([np.bincount(ids, minlength=n_folds) for ids in fold_ids])  # [B, F]
+    widths = {"train": int(n - counts.min()), "test": max(1, int(counts.max()))}
+    out = {}
+    for name, width in widths.items():
+        idx = np.zeros((n_draws, n_folds, width), np.int32)
+        valid = np.zeros((n_draws, n_folds, width), np.float32)
+        for b, ids in enumerate(fold_ids):
+            for f in range(n_folds):
+                r = np.flatnonzero(ids != f if name == "train" else ids == f)
+                idx[b, f, :len(r)] = r
+                valid[b, f, :len(r)] = 1.0
+        out[name], out[f"{name}_valid"] = idx, valid
+    return out
