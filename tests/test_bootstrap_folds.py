@@ -1,7 +1,8 @@
-"""The bootstrap of cross-validated metrics keeps the copies of a resampled stimulus in one fold.
+"""The bootstrap of cross-validated metrics: linear predictivity resamples its held-out predictions (no refit);
+metrics that refit (the MLP probe, the paired difference) keep the copies of a resampled stimulus in one fold.
 
-Oracles: sklearn ``KFold`` over the distinct drawn stimuli and ``RidgeCV`` per fold on the resampled rows (float64);
-a planted null (X and Y independent) whose interval must cover 0.
+Oracles: sklearn ``RidgeCV`` per fold, its out-of-fold predictions resampled; sklearn ``KFold`` over the distinct
+drawn stimuli and ``RidgeCV`` per fold on the resampled rows (float64); planted nulls (X and Y independent).
 """
 
 import numpy as np
@@ -85,24 +86,49 @@ def test_resampled_fold_ids_keep_copies_together():
         resampled_fold_ids(np.array([[0, 5, 1]]), 2)
 
 
-def test_planted_null_interval_covers_zero():
-    """X and Y independent: the interval must cover 0 and the observed score. With folds laid over the resampled
-    rows as if distinct (the behaviour before grouping) this interval was [0.11, 0.29] around a score of 0.014."""
-    Xs, Ys = _null_layers()
-    g = bootstrap_ci("linear_predictivity", Xs, Ys, n_boot=200, seed=0, progress=False)
-    for d in ("x_to_y", "y_to_x"):
-        score = float(g.score(d)[0, 0])
-        lo, hi = float(g.stat("ci_low", d)[0, 0]), float(g.stat("ci_high", d)[0, 0])
-        assert lo < 0.0 < hi, (d, lo, hi)
-        assert lo < score - 0.02 and hi > score + 0.02, (d, score, lo, hi)
+def _heldout_oracle(X, Y, rows, folds):
+    """Linear predictivity's held-out bootstrap draw: sklearn RidgeCV (LOO alpha per target) fitted once per
+    training fold of the ORIGINAL stimuli, its out-of-fold predictions resampled by ``rows`` (no refit); per fold,
+    Pearson r per target column over the fold's drawn rows (copies counted), averaged over columns, then folds."""
+    X, Y = np.asarray(X, np.float64), np.asarray(Y, np.float64)
+    P = np.zeros_like(Y)
+    for f in np.unique(folds):
+        tr, te = folds != f, folds == f
+        P[te] = RidgeCV(alphas=DEFAULT_ALPHAS, alpha_per_target=True).fit(X[tr], Y[tr]).predict(X[te])
+    per_fold = []
+    for f in np.unique(folds):
+        drawn = rows[folds[rows] == f]
+        if len(drawn) == 0:
+            continue
+        r = [np.corrcoef(P[drawn, j], Y[drawn, j])[0, 1] for j in range(Y.shape[1]) if np.ptp(Y[:, j]) > 0]
+        per_fold.append(np.mean(r))
+    return float(np.mean(per_fold))
+
+
+def test_planted_null_interval_covers_the_score_and_zero_mostly():
+    """X and Y independent. Refitting on resamples was biased: folds laid over the resampled rows as if distinct
+    gave [0.11, 0.29] around a score of 0.014; folds grouped by stimulus still let duplicated rows fool the alpha
+    choice (on COCO a score of 0.258 got [0.10, 0.14]). The held-out interval contains its score, is centred on
+    it, and over 20 null data sets covers 0 in most of them (it is conditional on the fitted predictions)."""
+    covered = 0
+    for seed in range(20):
+        Xs, Ys = _null_layers(seed=seed)
+        g = bootstrap_ci("linear_predictivity", Xs, Ys, n_boot=200, seed=0, progress=False)
+        for d in ("x_to_y", "y_to_x"):
+            score = float(g.score(d)[0, 0])
+            lo, hi = float(g.stat("ci_low", d)[0, 0]), float(g.stat("ci_high", d)[0, 0])
+            assert lo < score < hi, (seed, d, lo, score, hi)
+            assert abs((lo + hi) / 2 - score) < 0.35 * (hi - lo), (seed, d, lo, score, hi)
+            covered += lo < 0.0 < hi
+    assert covered >= 32, covered  # of 40
 
 
 def test_bootstrap_draws_match_sklearn_oracle():
     X, Y = _signal_layers()
+    folds = kfold_ids(len(X), 5, 0)
     for seed in (0, 1, 2):
-        rows = _resample(len(X), seed)
         draw = _one_draw("linear_predictivity", [X], [Y], seed)
-        expected = _oracle_score(X, Y, rows)
+        expected = _heldout_oracle(X, Y, _resample(len(X), seed), folds)
         assert abs(float(draw[0, 0]) - expected) < 1e-4, (seed, float(draw[0, 0]), expected)
 
 
@@ -127,14 +153,12 @@ def test_observed_score_unchanged_by_bootstrap():
 
 
 def test_explicit_fold_ids_follow_their_stimuli():
-    """Explicit fold ids: each resampled row keeps its original stimulus's fold."""
+    """Explicit fold ids: the predictions come from those folds, and each resampled row keeps its stimulus's fold."""
     X, Y = _signal_layers()
     folds = np.arange(len(X)) % 3
     g = pairwise("linear_predictivity", [X], [Y], metric_kwargs={"folds": folds}, n_boot=1, seed=7,
                  direction="x_to_y", progress=False)
-    rows = _resample(len(X), 7)
-    Xr, Yr = X[rows].astype(np.float64), Y[rows].astype(np.float64)
-    expected = float(linear_predictivity(Xr, Yr, folds=folds[rows]))
+    expected = _heldout_oracle(X, Y, _resample(len(X), 7), folds)
     assert abs(float(g.stat("ci_low", "x_to_y")[0, 0]) - expected) < 1e-4
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from align.engine._heldout_ci import heldout_intervals
 from align.engine._layergrid import AUX_NAMES
 from align.engine._layergrid import LayerGrid
 from align.engine._observed import grid_result
@@ -210,7 +211,10 @@ def _score_grid(metric, Xs, Ys, *, within, metric_kwargs, n_perm, n_boot, ci, se
             stats[d].update(s)
         if null_out is not None:
             null_out.update(null)
-    if n_boot:
+    if n_boot and plan.metric.paired_statistic == "heldout_ridge":  # resample the held-out predictions, no refit
+        for d, s in heldout_intervals(plan, n_boot, ci, seed).items():
+            stats[d].update(s)
+    elif n_boot:
         dist = bootstrap_distribution(plan, bootstrap_rows(plan.n, n_boot, seed), batch_size, progress)
         for d, s in interval_summary(dist, ci).items():
             stats[d].update(s)

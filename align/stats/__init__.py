@@ -26,4 +26,5 @@ from align.stats._inference import maxstat_p
 from align.stats._inference import percentile_interval
 from align.stats._inference import permutation_p
 from align.stats._heldout import heldout_difference
+from align.stats._heldout import heldout_interval
 from align.stats._paired import paired_summary
