@@ -6,7 +6,11 @@
 - layerwise_depth.png: alignment vs relative depth: for each vision layer the best score over the language model's
   layers (left) and for each language layer the best over the vision model's layers (right), one line per model
   pair, per metric and direction; the shuffled-pairing null at the peak pair is drawn as a cross. "Best" honours
-  the metric's direction (the lowest score of a distance; ``align.results.peak_rows``).
+  the metric's direction (the lowest score of a distance; ``align.results.peak_rows``);
+- layerwise_ceiling.png (when the run had ``ceiling = true``): per metric and direction, the caption noise ceiling
+  of every language layer (caption 0 vs caption 1 of each image, bootstrap band over images) and the
+  ceiling-normalised alignment vs the language layer's relative depth (best over the vision layers of score /
+  ceiling), with the peak pair's normalised interval.
 """
 
 from __future__ import annotations
@@ -67,6 +71,65 @@ def plot_depth_curves(table: pd.DataFrame, null: pd.DataFrame | None, *, axes=No
     return fig, axes
 
 
+def ceiling_rows(normalised: pd.DataFrame) -> pd.DataFrame:
+    """The peak layer pair of each (model pair, metric, direction) of a ``normalised.parquet`` table (peak of the
+    raw score), with its language layer's ceiling and the ceiling-normalised score, each with its interval."""
+    from align.results import peak_rows
+
+    peaks = peak_rows(normalised, ["model_x", "model_y", "metric", "direction"])
+    return pd.DataFrame({
+        "model pair": peaks.model_x + " x " + peaks.model_y, "metric": peaks.metric.map(metric_label),
+        "direction": peaks.direction, "peak (x, y)": [f"({int(a)}, {int(b)})" for a, b in zip(peaks.layer_x,
+                                                                                             peaks.layer_y)],
+        "score": peaks.score, "ceiling": peaks.ceiling, "ceiling CI": [f"[{a:.3f}, {b:.3f}]" for a, b in zip(
+            peaks.ceiling_ci_low, peaks.ceiling_ci_high)],
+        "normalised": peaks.score_ceiling_normalised, "normalised CI": [
+            f"[{a:.3f}, {b:.3f}]" for a, b in zip(peaks.normalised_ci_low, peaks.normalised_ci_high)]})
+
+
+def plot_ceiling(ceiling: pd.DataFrame, normalised: pd.DataFrame):
+    """One row per (metric, direction) of the similarity ceilings: left, the ceiling of each language layer vs its
+    relative depth (band: bootstrap interval over images), one line per language model; right, for each language
+    layer the best ceiling-normalised score over the vision layers, one line per model pair (bar: the peak pair's
+    normalised interval). Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    from align.results import peak_rows
+
+    ceiling = ceiling[ceiling.higher_is_more_aligned.astype(bool)]
+    panels = list(dict.fromkeys(zip(ceiling.metric, ceiling.direction)))
+    fig, axes = plt.subplots(len(panels), 2, figsize=(11, 3.4 * len(panels)), squeeze=False)
+    for (metric, direction), (left, right) in zip(panels, axes):
+        part = ceiling[(ceiling.metric == metric) & (ceiling.direction == direction)]
+        for model, g in part.groupby("model"):
+            g = g.sort_values("rel_depth")
+            line = left.plot(g.rel_depth, g.ceiling, marker=".", label=model)[0]
+            left.fill_between(g.rel_depth, g.ci_low, g.ci_high, color=line.get_color(), alpha=0.2, lw=0)
+        rows = normalised[(normalised.metric == metric) & (normalised.direction == direction)]
+        for (mx, my), g in rows.groupby(["model_x", "model_y"]):
+            curve = peak_rows(g.assign(score=g.score_ceiling_normalised), ["rel_depth_y"])
+            line = right.plot(curve.rel_depth_y, curve.score, marker=".", label=f"{mx} x {my}")[0]
+            peak = peak_rows(g, []).iloc[0]
+            right.errorbar([peak.rel_depth_y], [peak.score_ceiling_normalised], fmt="o", color=line.get_color(),
+                           yerr=[[peak.score_ceiling_normalised - peak.normalised_ci_low],
+                                 [peak.normalised_ci_high - peak.score_ceiling_normalised]], capsize=3)
+        n, boot = int(part.n.iloc[0]), int(part.n_boot.iloc[0])
+        left.set_title(f"{metric_label(metric)}, {DIRECTIONS.get(direction, direction)}: caption 0 vs caption 1 "
+                       f"(n = {n} images, {boot} bootstrap resamples)", fontsize=8)
+        right.set_title("score / ceiling of the language layer (best over vision layers; o = peak pair, its "
+                        "interval from the ceiling's)", fontsize=8)
+        left.set_ylabel(f"{metric_label(metric)} (higher = more aligned)")
+        for ax in (left, right):
+            ax.set_xlabel("relative depth of the language layer")
+            ax.axhline(0, color="0.6", lw=0.8)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7, loc="best")
+    fig.suptitle("Caption noise ceiling: how far two human captions of one image agree in each language layer, and "
+                 "alignment as a fraction of it", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def draw(results: Path, figures: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
@@ -93,4 +156,12 @@ def draw(results: Path, figures: Path) -> list[Path]:
     path = figures / "layerwise_depth.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    return [path, *out]
+    out.insert(0, path)
+    ceiling, normalised = (results / "layerwise" / f"{name}.parquet" for name in ("ceiling", "normalised"))
+    if ceiling.exists() and normalised.exists():
+        fig = plot_ceiling(pd.read_parquet(ceiling), pd.read_parquet(normalised))
+        path = figures / "layerwise_ceiling.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        out.insert(1, path)
+    return out

@@ -191,6 +191,19 @@ def write_report(results: Path, figures: Path, drawn: dict, history: list, *, co
                              "direction": peak.direction, "control": peak.control, "k=1": peak.score_b,
                              f"k={int(peak.k.max())}": peak.score_a, "gain": peak.score, "p": peak.p_value})
         lines += ["", "## Further: averaging renderings of a synthetic scene (image aggregation)", "", _table(rows)]
+    normalised = results / "layerwise" / "normalised.parquet"  # layerwise.toml: ceiling = true
+    if normalised.exists():
+        from fig_layerwise import ceiling_rows
+
+        ceiling = pd.read_parquet(results / "layerwise" / "ceiling.parquet")
+        spans = ", ".join(f"{model} {metric.split('(')[0]} {direction} {g.ceiling.min():.3f}–{g.ceiling.max():.3f}"
+                          for (model, metric, direction), g in ceiling.groupby(["model", "metric", "direction"]))
+        lines += ["", "## Caption noise ceiling (layerwise)", "",
+                  f"Caption 0 vs caption 1 of the same {int(ceiling.n.iloc[0])} images, same language model and layer "
+                  f"({int(ceiling.n_boot.iloc[0])} bootstrap resamples of the images). Ceiling over layers: {spans}. "
+                  "At each peak layer pair, the score as a fraction of its language layer's ceiling (interval: the "
+                  "ceiling's interval carried through the division; figure layerwise_ceiling.png):", "",
+                  _table(ceiling_rows(pd.read_parquet(normalised)))]
     exclusions = results / "perturbation" / "exclusions.json"
     if exclusions.exists():
         lines += ["", "## Exclusions (perturbation)", ""]

@@ -6,6 +6,7 @@ import pytest
 
 from align.experiments import caption_ceiling
 from align.experiments import ceiling_normalised
+from align.experiments import NORMALISED_COLUMNS
 from align.store import StoreWriter
 from align.store import open_store
 
@@ -90,8 +91,22 @@ def test_ceiling_normalised_divides_by_the_language_layer_ceiling(tmp_path):
     np.testing.assert_allclose(out.ceiling[:-1], expected)
     np.testing.assert_allclose(out.score_ceiling_normalised[:-1], table.score[:-1] / np.array(expected))
     assert np.isnan(out.score_ceiling_normalised.iloc[-1])  # another metric: no ceiling
-    assert list(out.columns[:-2]) == list(table.columns)
+    assert list(out.columns[:len(table.columns)]) == list(table.columns)
+    assert list(out.columns[len(table.columns):]) == list(NORMALISED_COLUMNS)
+    assert out.normalised_ci_low.isna().all()  # a ceiling without an interval gives none
     with pytest.raises(ValueError, match="no row"):
         ceiling_normalised(table.assign(model_y="other"), ceiling)
     with pytest.raises(ValueError, match="distance"):
         ceiling_normalised(table, caption_ceiling(store, "procrustes_angular", n_boot=0))
+
+
+def test_normalised_interval_carries_the_ceiling_interval(tmp_path):
+    ceiling = pd.DataFrame({"metric": "m", "direction": "symmetric", "layer": [0, 1, 2], "ceiling": [0.5, 0.4, 0.2],
+                            "ci_low": [0.4, 0.3, -0.1], "ci_high": [0.6, 0.5, 0.3], "higher_is_more_aligned": True})
+    table = pd.DataFrame({"metric": "m", "direction": "symmetric", "layer_y": [0, 1, 2, 0], "score": [0.3, -0.2, 0.1,
+                                                                                                       0.0]})
+    out = ceiling_normalised(table, ceiling)
+    np.testing.assert_allclose(out.score_ceiling_normalised, [0.6, -0.5, 0.5, 0.0])
+    np.testing.assert_allclose(out.normalised_ci_low[[0, 1, 3]], [0.3 / 0.6, -0.2 / 0.3, 0.0])
+    np.testing.assert_allclose(out.normalised_ci_high[[0, 1, 3]], [0.3 / 0.4, -0.2 / 0.5, 0.0])
+    assert np.isnan(out.normalised_ci_low[2]) and np.isnan(out.normalised_ci_high[2])  # ceiling interval reaches 0

@@ -176,6 +176,10 @@ def _is_int(v) -> bool:
 def _validate_experiment(ex: ExperimentConfig) -> None:
     _require(_is_int(ex.seed) and ex.seed >= 0, f"experiment.seed = {ex.seed!r}; must be an integer >= 0")
     _require(_is_int(ex.n_perm) and ex.n_perm >= 0, f"experiment.n_perm = {ex.n_perm!r}; must be an integer >= 0")
+    if ex.kind == "layerwise":
+        _require(isinstance(ex.ceiling, bool), f"experiment.ceiling = {ex.ceiling!r}; must be true or false")
+        _require(_is_int(ex.ceiling_boot) and ex.ceiling_boot >= 0,
+                 f"experiment.ceiling_boot = {ex.ceiling_boot!r}; must be an integer >= 0")
     if isinstance(ex, PairedStatisticsExperiment):
         _require(_is_int(ex.n_boot) and ex.n_boot >= 0, f"experiment.n_boot = {ex.n_boot!r}; must be an integer >= 0")
         _require(isinstance(ex.ci, float) and 0.0 < ex.ci < 1.0, f"experiment.ci = {ex.ci!r}; must be a number in (0, 1)")

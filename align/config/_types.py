@@ -138,11 +138,15 @@ SCORED_STIMULUS_KINDS = ("folder", "coco")
 class LayerwiseExperiment:
     """``[experiment] kind = "layerwise"``: what ``align run`` does (every layer grid, heatmaps), plus a
     shuffled-pairing permutation null at each peak layer pair with ``n_perm`` permutations (0 = none), drawn with
-    ``seed``."""
+    ``seed``. ``ceiling = true``: also the caption noise ceiling of every language layer (caption 0 vs caption 1 of
+    each image, ``ceiling_boot`` bootstrap resamples of the images behind its interval; needs 2+ captions per
+    image) and the ceiling-normalised scores (``align.experiments.run_ceiling``)."""
 
     kind: str = "layerwise"
     seed: int = 0
     n_perm: int = 1000
+    ceiling: bool = False
+    ceiling_boot: int = 100
 
 
 @dataclasses.dataclass(frozen=True)

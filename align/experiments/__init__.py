@@ -34,3 +34,5 @@ from align.experiments._contrasts import contrast_items
 from align.experiments._contrasts import scored_caption_pairs
 from align.experiments._ceiling import caption_ceiling
 from align.experiments._ceiling import ceiling_normalised
+from align.experiments._ceiling import run_ceiling
+from align.experiments._ceiling import NORMALISED_COLUMNS

@@ -3,12 +3,17 @@
 COCO-style sets have several human captions per image. Scoring caption a against caption b of the same images, in
 the same language model and layer, measures how much of a layer's representation is shared by two equally valid
 descriptions; a vision-language score cannot be expected to exceed it. :func:`ceiling_normalised` divides a layerwise
-results table by it.
+results table by it. :func:`run_ceiling` is the layerwise experiment's step (``[experiment] ceiling = true``): it
+writes ``<output>/ceiling.parquet`` and ``<output>/normalised.parquet`` beside ``results.parquet``, which it leaves
+as it is (every reader of that table sees the same rows).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,6 +27,9 @@ from align.store import ActivationStore
 CEILING_COLUMNS = ("model", "pooling", "layer", "layer_name", "rel_depth", "metric", "direction", "ceiling",
                    "ci_low", "ci_high", "n", "n_boot", "caption_a", "caption_b", "preprocess",
                    "higher_is_more_aligned")
+#: Columns :func:`ceiling_normalised` adds to a results table, in order.
+NORMALISED_COLUMNS = ("ceiling", "ceiling_ci_low", "ceiling_ci_high", "score_ceiling_normalised",
+                      "normalised_ci_low", "normalised_ci_high")
 
 
 def _caption_index(stimulus_id: str) -> int | None:
@@ -113,13 +121,20 @@ def ceiling_normalised(table: pd.DataFrame, ceiling: pd.DataFrame) -> pd.DataFra
     as a predictor). When the ceiling table names a model (and pooling), only rows of that language model are
     normalised; when both tables have a ``preprocess`` column it must match too. Rows without a ceiling get NaN.
 
+    The interval of a normalised score is the ceiling's bootstrap percentile interval carried through the
+    division: [score / ceiling_ci_high, score / ceiling_ci_low] (ordered), i.e. the uncertainty of the ceiling over
+    resamples of the images with the score held fixed; NaN when the ceiling has no interval or its interval reaches
+    0 or below (the ratio is then unbounded).
+
     Args:
       table: long-form layerwise results (columns metric, direction, layer_y, score; model_y, pooling_y,
         preprocess when present).
       ceiling: a table of :func:`caption_ceiling`.
 
     Returns:
-      A copy of ``table`` with ``ceiling`` and ``score_ceiling_normalised`` columns (row order kept).
+      A copy of ``table`` (row order kept) with the columns ``ceiling``, ``ceiling_ci_low``, ``ceiling_ci_high``
+      (the language layer's ceiling and its interval), ``score_ceiling_normalised`` (score / ceiling),
+      ``normalised_ci_low`` and ``normalised_ci_high``.
 
     Raises:
       ValueError: missing columns, a distance metric in the ceiling (a ratio of distances is no fraction of a
@@ -135,19 +150,106 @@ def ceiling_normalised(table: pd.DataFrame, ceiling: pd.DataFrame) -> pd.DataFra
     for column, own in (("model", "model_y"), ("pooling", "pooling_y"), ("preprocess", "preprocess")):
         if column in ceiling.columns and own in table.columns and ceiling[column].notna().all():
             keys.append(column)
-    right = ceiling[keys + ["ceiling"]].drop_duplicates(keys)
-    left = table.drop(columns=["ceiling", "score_ceiling_normalised"], errors="ignore").copy()
-    left["layer"] = left["layer_y"].astype(np.int64)
-    for column, own in (("model", "model_y"), ("pooling", "pooling_y")):
+    ceiling = ceiling.assign(ceiling_ci_low=ceiling.get("ci_low", np.nan),
+                             ceiling_ci_high=ceiling.get("ci_high", np.nan))
+    right = ceiling[keys + ["ceiling", "ceiling_ci_low", "ceiling_ci_high"]].drop_duplicates(keys)
+    # only the keys of the table's rows: its own columns (its score's ci_low, say) stay out of the merge
+    left = pd.DataFrame({"metric": table["metric"].to_numpy(), "direction": table["direction"].to_numpy(),
+                         "layer": table["layer_y"].to_numpy().astype(np.int64)})
+    for column, own in (("model", "model_y"), ("pooling", "pooling_y"), ("preprocess", "preprocess")):
         if column in keys:
-            left[column] = left[own]
-    merged = left.reset_index(drop=True).merge(right.astype({"layer": np.int64}), on=keys, how="left",
+            left[column] = table[own].to_numpy()
+    merged = left.merge(right.astype({"layer": np.int64}), on=keys, how="left",
                                                validate="many_to_one")
     if merged["ceiling"].isna().all():
         raise ValueError(f"no row of the results table matches the ceiling (metric {sorted(set(ceiling.metric))}, "
                          f"directions {sorted(set(ceiling.direction))}, language model "
                          f"{sorted(set(ceiling.get('model', pd.Series(dtype=object)).dropna()))})")
-    out = table.copy()
-    out["ceiling"] = merged["ceiling"].to_numpy()
-    out["score_ceiling_normalised"] = out["score"].to_numpy() / out["ceiling"].to_numpy()
+    out = table.drop(columns=list(NORMALISED_COLUMNS), errors="ignore").copy()
+    score = out["score"].to_numpy(dtype=np.float64)
+    low, high = (merged[c].to_numpy(dtype=np.float64) for c in ("ceiling_ci_low", "ceiling_ci_high"))
+    out["ceiling"] = merged["ceiling"].to_numpy(dtype=np.float64)
+    out["ceiling_ci_low"], out["ceiling_ci_high"] = low, high
+    out["score_ceiling_normalised"] = score / out["ceiling"].to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bounded = low > 0  # NaN (no interval) compares False too
+        a, b = np.where(bounded, score / high, np.nan), np.where(bounded, score / low, np.nan)
+    out["normalised_ci_low"], out["normalised_ci_high"] = np.fmin(a, b), np.fmax(a, b)
     return out
+
+
+def ceiling_extract_config(cfg):
+    """The config whose extraction gives the stores :func:`run_ceiling` scores: ``cfg``'s language models on every
+    caption of each image (``score.caption = "mean"``: rows ``<image>#<k>``, the stores the caption aggregation
+    experiment shares)."""
+    from align.experiments._stores import split_by_modality
+
+    return dataclasses.replace(split_by_modality(cfg)[1], score=dataclasses.replace(cfg.score, caption="mean"))
+
+
+def run_ceiling(cfg, stores: Mapping[Any, Path], results: Path, *, log: Callable[[str], None] = print) -> Path:
+    """The caption ceiling step of a layerwise run (``[experiment] ceiling = true``).
+
+    Takes the stores of every language model of ``cfg`` on every caption of each image (the extraction of
+    :func:`ceiling_extract_config`, rows ``<image>#<k>``), scores caption 0 against
+    caption 1 of each image with :func:`caption_ceiling` for every (language store, metric, preprocessing option)
+    with ``experiment.ceiling_boot`` resamples and ``experiment.seed`` (one cached job each under
+    ``<output>/ceiling_jobs/``), and writes:
+
+    - ``<output>/ceiling.parquet``: the ceiling table (:data:`CEILING_COLUMNS`; one row per language model,
+      pooling, layer, metric, preprocessing and direction, with its interval and n images);
+    - ``<output>/normalised.parquet``: the rows of ``results`` whose metric is a similarity, with the columns of
+      :func:`ceiling_normalised` (score / ceiling of the row's language layer ``layer_y``; x_to_y by the x_to_y
+      ceiling, y_to_x by the y_to_x one, symmetric by the symmetric one). Distance metrics get a ceiling but no
+      normalised rows.
+
+    ``results.parquet`` itself is not changed.
+
+    Args:
+      cfg: the validated layerwise config.
+      stores: the every-caption language stores (values: store paths), on a set with at least 2 captions on at
+        least 4 images.
+      results: the layerwise results table (``<output>/results.parquet``).
+      log: where progress lines go.
+
+    Returns:
+      The path of ``ceiling.parquet`` (``normalised.parquet`` lies beside it).
+
+    Raises:
+      ValueError: too few images with two captions (see :func:`caption_ceiling`).
+    """
+    from align._locks import output_lock
+    from align.experiments._driver import job_key
+    from align.experiments._driver import store_identity
+    from align.experiments._driver import write_frame
+    from align.results import read_results
+    from align.store import open_store
+
+    ex, out = cfg.experiment, cfg.output_dir
+    frames = []
+    for path in stores.values():
+        store = open_store(path)
+        for metric in cfg.score.metrics:
+            for option in cfg.score.preprocess_options:
+                key = job_key(kind="ceiling", store=store_identity(store), metric=metric, preprocess=option,
+                              n_boot=ex.ceiling_boot, seed=ex.seed, captions=[0, 1])
+                job = out / "ceiling_jobs" / f"{key}.parquet"
+                label = f"ceiling {store.meta.get('model')}({store.meta.get('pooling')}) {metric} ({option})"
+                with output_lock(job, log=log):
+                    if job.exists():
+                        log(f"  {label}: exists, skipped")
+                    else:
+                        t0 = time.perf_counter()
+                        write_frame(caption_ceiling(store, metric, n_boot=ex.ceiling_boot, seed=ex.seed,
+                                                    preprocess=option), job)
+                        log(f"  {label}: {store.n_layers} layers in {time.perf_counter() - t0:.1f} s")
+                frames.append(pd.read_parquet(job))
+    ceiling = pd.concat(frames, ignore_index=True)
+    path = write_frame(ceiling, out / "ceiling.parquet")
+    table = read_results(results)
+    similar = ceiling[ceiling["higher_is_more_aligned"].astype(bool)]
+    rows = table[table["metric"].isin(set(similar["metric"]))]
+    normalised = ceiling_normalised(rows, similar) if len(rows) else rows.assign(
+        **{c: pd.Series(dtype=np.float64) for c in NORMALISED_COLUMNS})
+    write_frame(normalised.reset_index(drop=True), out / "normalised.parquet")
+    return path

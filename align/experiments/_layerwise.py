@@ -24,6 +24,7 @@ from align.experiments._driver import Plan
 from align.experiments._driver import job_key
 from align.experiments._driver import print_log
 from align.experiments._driver import run_plans
+from align.experiments._driver import scoring_executor
 from align.experiments._rows import label_grid
 
 DEFAULT_POOLINGS = {"vision": ("cls", "mean"), "language": ("mean",)}
@@ -38,6 +39,7 @@ class RunOutputs:
     heatmaps: list[Path] = dataclasses.field(default_factory=list)
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
     report: Path | None = None  # <output>/report.html (align.report.write_html_report), when plotting
+    ceiling: Path | None = None  # <output>/ceiling.parquet (normalised.parquet beside it), with experiment.ceiling
 
 
 def activation_root(cfg: RunConfig) -> Path:
@@ -199,11 +201,7 @@ def run_score(cfg: RunConfig, stores: dict[tuple[str, str], Path], *,
 
     plan = Plan("score", "scores", key, compute, label=label,
                 detail=lambda cell: f"{cell.pair.vision.n_layers} x {cell.pair.language.n_layers} layers")
-    executor = None
-    if cfg.execution.backend == "ray":  # one Ray task per job; the job files are written here
-        from align.cluster import RayExecutor
-
-        executor = RayExecutor(cfg.execution, log=log)
+    executor = scoring_executor(cfg.execution, log=log)  # backend "ray": one Ray task per job, files written here
     done = run_plans([plan], store_pairs(vision, language), cfg.score.metrics, options, out=cfg.output_dir, log=log,
                      executor=executor)
     return write_results(pd.concat(done.values(), ignore_index=True), cfg.output_dir / "results.parquet")
@@ -258,6 +256,15 @@ def run(cfg: RunConfig, *, stages=("extract", "score", "plot"), progress: bool =
         groups = dict(zip(stimuli.image_ids, stimuli.fold_groups()))  # copies of one stimulus: one CV fold
         outputs.results = run_score(cfg, outputs.stores, log=log, groups=groups)
         outputs.timings["score"] = time.perf_counter() - t0
+        if getattr(cfg.experiment, "ceiling", False):  # the caption noise ceiling (align.experiments.run_ceiling)
+            from align.experiments._ceiling import ceiling_extract_config
+            from align.experiments._ceiling import run_ceiling
+
+            t0 = time.perf_counter()
+            log("ceiling:")
+            every_caption = run_extract(ceiling_extract_config(cfg), stimuli, progress=progress, log=log)
+            outputs.ceiling = run_ceiling(cfg, every_caption, outputs.results, log=log)
+            outputs.timings["ceiling"] = time.perf_counter() - t0
     if "plot" in stages and outputs.results is not None and cfg.plot.enabled:
         from align.plots import save_heatmaps
         from align.results import read_results

@@ -233,6 +233,10 @@ def check_experiment(cfg: RunConfig, max_captions: int | None, pending=()) -> No
             or Path(peaks_from).expanduser().absolute().parent in coming):
         raise ConfigError(f"experiment.peaks_from = {peaks_from!r} does not exist; run that layerwise config first "
                           f"(`align experiment CONFIG`) or leave peaks_from out to compute the grids here")
+    if getattr(ex, "ceiling", False) and max_captions is not None and max_captions < 2:
+        raise ConfigError(f"experiment.ceiling = true compares two captions of each image (caption 0 with caption 1), "
+                          f"but no image of stimuli (kind {kind!r}) has more than {max_captions} caption(s); use a set "
+                          f"with several captions per image (e.g. COCO: 5) or set ceiling = false")
     if ex.kind == "aggregation" and "captions" in ex.aggregate and max_captions is not None \
             and ex.k_max > max_captions:
         raise ConfigError(f"experiment.k_max = {ex.k_max}, but no image has more than {max_captions} caption(s), so "
