@@ -251,3 +251,35 @@ def test_asymmetry_intervals_are_percentiles_of_the_draws():
         np.testing.assert_allclose([r["difference CI low"], r["difference CI high"]], np.quantile(diff, [0.05, 0.95]))
         np.testing.assert_allclose([r["vision CI low"], r["vision CI high"]], np.quantile(g.rel_depth_x, [0.05, 0.95]))
         assert r["language peak"] == verdict and r.holds == (verdict != "the same") and r.resamples == 200
+
+
+def test_ceiling_section_and_figure_report_the_peak_pairs_normalised(tmp_path):
+    """With ceiling.parquet / normalised.parquet beside the layerwise table (``ceiling = true``), the report states
+    each peak pair's score as a fraction of its language layer's ceiling, with the interval carried through, and
+    fig_layerwise draws layerwise_ceiling.png."""
+    from align.experiments import ceiling_normalised
+
+    findings, figures = _paper("findings"), _paper("fig_layerwise")
+    root = tmp_path / "paper"
+    write_tables(root)
+    table = pd.read_parquet(root / "layerwise" / "results.parquet")
+    ceiling = pd.DataFrame([{"model": my, "pooling": "mean", "layer": j, "rel_depth": j / 4, "metric": metric,
+                             "direction": d, "ceiling": 0.5 + 0.1 * j, "ci_low": 0.4 + 0.1 * j,
+                             "ci_high": 0.6 + 0.1 * j, "n": 40, "n_boot": 20, "higher_is_more_aligned": True}
+                            for my, _ in LANGUAGE for j in range(5) for metric, d in
+                            ((LP, "x_to_y"), (LP, "y_to_x"), ("linear_cka", "symmetric"))])
+    ceiling.to_parquet(root / "layerwise" / "ceiling.parquet")
+    normalised = ceiling_normalised(table, ceiling)
+    normalised.to_parquet(root / "layerwise" / "normalised.parquet")
+    text = _report(findings, root, tmp_path)
+    assert "## Caption noise ceiling (layerwise)" in text
+    rows = figures.ceiling_rows(normalised)
+    assert len(rows) == 2 * 2 * 3  # model pairs x (LP both directions + CKA)
+    peak = normalised[(normalised.model_x == VISION[0][0]) & (normalised.model_y == LANGUAGE[0][0])
+                      & (normalised.metric == "linear_cka")].sort_values("score").iloc[-1]
+    expected = peak.score / (0.5 + 0.1 * peak.layer_y)
+    assert expected == pytest.approx(rows[(rows["model pair"] == f"{VISION[0][0]} x {LANGUAGE[0][0]}")
+                                          & (rows.metric == "linear_cka")].normalised.iloc[0])
+    assert f"{expected:.3f}" in text
+    out = figures.draw(root, tmp_path / "figures")
+    assert tmp_path / "figures" / "layerwise_ceiling.png" in out
