@@ -21,3 +21,27 @@ def shared_data():
     if not os.path.isdir(path):
         pytest.skip("../shared/data is not present")
     return path
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    """A folder with two tiny random models (``vision``: DINOv2 architecture, ``language``: BERT), per module."""
+    import sys
+
+    sys.path.insert(0, os.path.dirname(__file__))
+    import _extract_tiny as tiny
+
+    root = tmp_path_factory.mktemp("tiny")
+    tiny.vision_model(root / "vision", "dinov2")
+    tiny.language_model(root / "language", "bert")
+    return root
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """One local Ray cluster for the module (2 CPUs, no dashboard); keep its tests in one xdist group."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="error", log_to_driver=False)
+    yield
+    ray.shutdown()

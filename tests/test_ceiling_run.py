@@ -39,14 +39,6 @@ def test_ceiling_defaults_off():
     assert parse_config({**BASE, "experiment": {"ceiling": True, "ceiling_boot": 0}}).experiment.ceiling is True
 
 
-@pytest.fixture(scope="module")
-def tiny_models(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny")
-    tiny.vision_model(root / "vision", "dinov2")
-    tiny.language_model(root / "language", "bert")
-    return root
-
-
 def _folder_set(folder: Path, captions_per_image, n: int = 12) -> dict:
     """A folder stimulus set of ``n`` random images; image i has the captions ``captions_per_image(i)``."""
     from PIL import Image

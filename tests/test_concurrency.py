@@ -15,19 +15,10 @@ pytest.importorskip("torch")
 pytest.importorskip("matplotlib")
 
 sys.path.insert(0, str(Path(__file__).parent))
-import _extract_tiny as tiny  # noqa: E402
 
 from align.store import open_store  # noqa: E402
 
 METRICS = ("linear_cka", "rsa")
-
-
-@pytest.fixture(scope="module")
-def tiny_models(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny")
-    tiny.vision_model(root / "vision", "dinov2")
-    tiny.language_model(root / "language", "bert")
-    return root
 
 
 def _config(models: Path, folder: Path) -> Path:

@@ -146,14 +146,6 @@ def test_heldout_paired_difference_detects_a_degraded_condition():
 # ------------------------------------------------------------------------------------------------ end to end
 
 
-@pytest.fixture(scope="module")
-def tiny_models(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny")
-    tiny.vision_model(root / "vision", "dinov2")
-    tiny.language_model(root / "language", "bert")
-    return root
-
-
 def _config(root, out, kind, *, stimuli=None, metrics=("linear_cka",), **experiment):
     return parse_config({
         "name": kind, "output": str(out / kind),

@@ -7,7 +7,6 @@ import socket
 import sys
 import time
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -30,14 +29,6 @@ from align.store import open_store  # noqa: E402
 RAY = ExecutionConfig(backend="ray")
 # one Ray cluster for the module: its tests stay in one xdist worker
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    """One local Ray cluster for the module (2 CPUs, no dashboard)."""
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="error", log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +59,7 @@ def _same_files(a, b):
     return files_a
 
 
-def test_ray_resumes_a_local_run_and_vice_versa(cluster, made, tmp_path, monkeypatch):
+def test_ray_resumes_a_local_run_and_vice_versa(ray_cluster, made, tmp_path, monkeypatch):
     spec, stim = made["language"], made["stimuli"]
     reference = extract(spec, stim, tmp_path / "ref", batch_size=2, device="cpu", progress=False, captions=0)
     original = StoreWriter.write_part
@@ -106,7 +97,7 @@ def _config(models, out, backend, **execution):
         "execution": {"backend": backend, **execution}})
 
 
-def test_run_on_ray_equals_local_with_killed_workers(cluster, made, tmp_path, monkeypatch):
+def test_run_on_ray_equals_local_with_killed_workers(ray_cluster, made, tmp_path, monkeypatch):
     """A whole layerwise run (extract + score) on Ray, the first extraction batch and the first scoring task each
     killing its worker: the stores, job files and results table equal those of a local run."""
     work = tmp_path / "work"  # both runs at the same paths (the stimulus set's fingerprint holds its file paths)
@@ -136,7 +127,7 @@ def test_run_on_ray_equals_local_with_killed_workers(cluster, made, tmp_path, mo
     assert len(a) == 2 * (2 * 9 + 9) and a["p_value"].notna().any()  # pairs x (LP both ways + CKA) x 3x3 layers
 
 
-def test_errors_before_any_work(cluster, made, tmp_path, monkeypatch):
+def test_errors_before_any_work(ray_cluster, made, tmp_path, monkeypatch):
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -154,7 +145,7 @@ def test_errors_before_any_work(cluster, made, tmp_path, monkeypatch):
     assert not (tmp_path / "noray" / "activations").exists()
 
 
-def test_worker_without_model_packages(cluster, made, tmp_path):
+def test_worker_without_model_packages(ray_cluster, made, tmp_path):
     """A worker whose transformers cannot be imported: a ClusterError naming the install, and nothing written."""
     fake = tmp_path / "broken_site" / "transformers"
     fake.mkdir(parents=True)

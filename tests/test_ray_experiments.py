@@ -16,7 +16,6 @@ import pytest
 torch = pytest.importorskip("torch")
 ray = pytest.importorskip("ray")
 
-import _extract_tiny as tiny  # noqa: E402
 
 import align.cluster  # noqa: E402
 from align.cluster import CRASH_ONCE_ENV  # noqa: E402
@@ -42,22 +41,6 @@ JOB_FOLDER = {"perturbation": ("perturbation",), "aggregation": ("aggregation",)
               "layerwise": ("scores", "peak_null")}
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    """One local Ray cluster for the module (2 CPUs, no dashboard)."""
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="error", log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ray_experiment_models")
-    tiny.vision_model(root / "vision", "dinov2")
-    tiny.language_model(root / "language", "bert")
-    return root
-
-
 def _config(models, out, kind, backend, **execution):
     stimuli, experiment = EXPERIMENTS[kind]
     return parse_config({
@@ -79,14 +62,14 @@ def _computed(lines):
 
 
 @pytest.mark.parametrize("kind", ["perturbation", "aggregation", "preference", "layerwise"])
-def test_experiment_on_ray_equals_local(cluster, models, tmp_path, monkeypatch, kind):
+def test_experiment_on_ray_equals_local(ray_cluster, tiny_models, tmp_path, monkeypatch, kind):
     """Local run, then the same config with backend "ray" on the stores it extracted (job files removed): the same
     results table (and per-item scores); a rerun computes nothing. The perturbation run's first scoring task kills
     its worker: the retried task gives the same rows."""
     work = tmp_path / "work"  # both runs at the same paths (the stimulus set's fingerprint holds its file paths)
     local_lines = []
     t0 = time.perf_counter()
-    local = run_experiment(_config(models, work, kind, "local"), progress=False, log=local_lines.append)
+    local = run_experiment(_config(tiny_models, work, kind, "local"), progress=False, log=local_lines.append)
     local_s = time.perf_counter() - t0
     shutil.copytree(work, tmp_path / "local")
     out = work / kind
@@ -108,7 +91,7 @@ def test_experiment_on_ray_equals_local(cluster, models, tmp_path, monkeypatch, 
     monkeypatch.setattr(align.cluster, "RayExecutor", functools.partial(Counting, remote_args=crash))
     lines = []
     t0 = time.perf_counter()
-    remote = run_experiment(_config(models, work, kind, "ray"), progress=False, log=lines.append)
+    remote = run_experiment(_config(tiny_models, work, kind, "ray"), progress=False, log=lines.append)
     ray_s = time.perf_counter() - t0
     print(f"\n{kind}: local run (extract + {len(_computed(local_lines))} jobs) {local_s:.1f} s, "
           f"ray scoring ({len(_computed(lines))} jobs) {ray_s:.1f} s")
@@ -138,23 +121,23 @@ def test_experiment_on_ray_equals_local(cluster, models, tmp_path, monkeypatch, 
         assert (out / "exclusions.json").read_text() == (tmp_path / "local" / kind / "exclusions.json").read_text()
 
     again = []
-    run_experiment(_config(models, work, kind, "ray"), progress=False, log=again.append)
+    run_experiment(_config(tiny_models, work, kind, "ray"), progress=False, log=again.append)
     skipped = lambda log: sum("exists, skipped" in line for line in log)  # noqa: E731
     assert not _computed(again) and skipped(again) == len(_computed(lines)) + skipped(lines)
     pd.testing.assert_frame_equal(pd.read_parquet(remote), b)
 
 
-def test_unreachable_cluster_or_no_ray_fails_before_any_work(cluster, models, tmp_path, monkeypatch):
+def test_unreachable_cluster_or_no_ray_fails_before_any_work(ray_cluster, tiny_models, tmp_path, monkeypatch):
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     for kind in EXPERIMENTS:
-        cfg = _config(models, tmp_path / "bad", kind, "ray", address=f"127.0.0.1:{port}")
+        cfg = _config(tiny_models, tmp_path / "bad", kind, "ray", address=f"127.0.0.1:{port}")
         with pytest.raises(ClusterError, match=f"no Ray cluster answers at 127.0.0.1:{port}"):
             run_experiment(cfg, progress=False, log=lambda m: None)
     assert not (tmp_path / "bad").exists()  # no stimuli rendered, no store, no job file
     monkeypatch.setitem(sys.modules, "ray", None)  # Ray not installed
     for kind in EXPERIMENTS:
         with pytest.raises(ClusterError, match=r"pip install 'align\[cluster\]'"):
-            run_experiment(_config(models, tmp_path / "noray", kind, "ray"), progress=False, log=lambda m: None)
+            run_experiment(_config(tiny_models, tmp_path / "noray", kind, "ray"), progress=False, log=lambda m: None)
     assert not (tmp_path / "noray").exists()
