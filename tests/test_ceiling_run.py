@@ -99,6 +99,11 @@ def test_layerwise_run_writes_the_ceiling_and_normalised_scores(tiny_models, tmp
         cka = ceiling[(ceiling.metric == "linear_cka") & (ceiling.layer == layer)].iloc[0]
         assert cka.ceiling == pytest.approx(_numpy_cka(value[rows[:16]], value[rows[16:]]), abs=1e-4)
         assert cka.ci_low <= cka.ceiling <= cka.ci_high
+        # CKA is recomputed per resample: its interval is the percentile width centred on the estimate
+        assert (cka.ci_low + cka.ci_high) / 2 == pytest.approx(cka.ceiling)
+        assert cka.ci_high - cka.ci_low == pytest.approx(cka.boot_high - cka.boot_low)
+    lp = ceiling[ceiling.metric == "linear_predictivity"]  # held-out interval: the percentile one, as it is
+    np.testing.assert_array_equal(lp[["ci_low", "ci_high"]].to_numpy(), lp[["boot_low", "boot_high"]].to_numpy())
     table = pd.read_parquet(results)
     assert "score_ceiling_normalised" not in table.columns  # results.parquet keeps its columns for its readers
     normalised = pd.read_parquet(out / "normalised.parquet")
