@@ -110,9 +110,8 @@ def plot_ceiling(ceiling: pd.DataFrame, normalised: pd.DataFrame):
             curve = peak_rows(g.assign(score=g.score_ceiling_normalised), ["rel_depth_y"])
             line = right.plot(curve.rel_depth_y, curve.score, marker=".", label=f"{mx} x {my}")[0]
             peak = peak_rows(g, []).iloc[0]
-            right.errorbar([peak.rel_depth_y], [peak.score_ceiling_normalised], fmt="o", color=line.get_color(),
-                           yerr=[[peak.score_ceiling_normalised - peak.normalised_ci_low],
-                                 [peak.normalised_ci_high - peak.score_ceiling_normalised]], capsize=3)
+            right.plot([peak.rel_depth_y], [peak.score_ceiling_normalised], "o", color=line.get_color())
+            right.vlines(peak.rel_depth_y, peak.normalised_ci_low, peak.normalised_ci_high, color=line.get_color())
         n, boot = int(part.n.iloc[0]), int(part.n_boot.iloc[0])
         left.set_title(f"{metric_label(metric)}, {DIRECTIONS.get(direction, direction)}: caption 0 vs caption 1 "
                        f"(n = {n} images, {boot} bootstrap resamples)", fontsize=8)
