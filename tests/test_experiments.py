@@ -177,6 +177,26 @@ def test_perturbation_table(tiny_models, tmp_path, capsys):
     assert "exists, skipped" in capsys.readouterr().out
 
 
+def test_every_row_names_its_preprocessing(tiny_models, tmp_path):
+    """Peak and summary rows of an experiment run under a preprocessing option say which option made them (they
+    once came out unlabelled, so a z-scored run's rows read as raw features)."""
+    def run(option):
+        return pd.read_parquet(run_experiment(parse_config({
+            "name": "prep", "output": str(tmp_path / option), "stimuli": {"kind": "synthetic", "n": 16},
+            "models": [{"name": str(tiny_models / "vision"), "modality": "vision", "pooling": ["cls"]},
+                       {"name": str(tiny_models / "language"), "modality": "language", "pooling": ["mean"]}],
+            "extract": {"batch_size": 8}, "score": {"metrics": ["linear_cka"], "preprocess": option},
+            "experiment": {"kind": "perturbation", "n_perm": 20, "n_boot": 20, "grid_metrics": ["linear_cka"],
+                           "image_conditions": ["grayscale"], "caption_conditions": []}}), progress=False))
+
+    raw, z = run("none"), run("zscore")
+    for table, option in ((raw, "none"), (z, "zscore")):
+        for quantity in ("peak_difference", "grid_summary", "difference", "baseline"):
+            assert set(table[table.quantity == quantity].preprocess) == {option}, (option, quantity)
+    peak = lambda t: t[t.quantity == "baseline"].sort_values(["layer_x", "layer_y"]).score.to_numpy()  # noqa: E731
+    assert not np.allclose(peak(raw), peak(z))  # each computed under its own option
+
+
 def test_aggregation_over_captions_and_renderings(tiny_models, tmp_path):
     cfg = _config(tiny_models, tmp_path, "aggregation", stimuli={"kind": "synthetic", "n": 12, "renderings": 3},
                   aggregate=["captions", "images"], k_max=3)

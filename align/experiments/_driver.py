@@ -159,12 +159,27 @@ class Plan:
     write_extra: Callable[[Cell, Done, Any], None] | None = None
 
     def finish(self, cell: Cell, done: Done, result) -> pd.DataFrame:
-        """The rows of what ``compute`` returned, after writing its extra output (``write_extra``), if any."""
+        """The rows of what ``compute`` returned (labelled with the cell's preprocessing option where they name
+        none), after writing its extra output (``write_extra``), if any."""
         if self.write_extra is None:
-            return result
+            return with_preprocess(result, cell)
         rows, extra = result
         self.write_extra(cell, done, extra)
+        return with_preprocess(rows, cell)
+
+
+def with_preprocess(rows, cell: Cell):
+    """``rows`` with a ``preprocess`` column: the cell's option on every row that names none (the experiments'
+    peak and summary rows are computed under it but not labelled by their plans; job files written before this
+    label are labelled when read). Rows that name an option (a preference contrast on raw features) keep it."""
+    if not isinstance(rows, pd.DataFrame) or not len(rows):
         return rows
+    if "preprocess" not in rows.columns:
+        return rows.assign(preprocess=cell.preprocess)
+    if rows["preprocess"].isna().any():
+        return rows.assign(preprocess=rows["preprocess"].astype(object).where(rows["preprocess"].notna(),
+                                                                              cell.preprocess))
+    return rows
 
 
 def _label(cell: Cell) -> str:
@@ -199,9 +214,10 @@ def run_plans(plans: Sequence[Plan], pairs: Iterable[Pair], metrics: Sequence[st
     for i, cell in enumerate(cells):
         plan = plan_of[cell.step]
         path = out / plan.folder / f"{job_key(**plan.key(cell, done))}.parquet"
-        done[cell] = cached_job(path, lambda cell=cell, plan=plan: plan.finish(cell, done, plan.compute(cell, done)),
-                                label=(plan.label or _label)(cell), log=log, clock=clock,
-                                detail=plan.detail(cell) if plan.detail else "")
+        done[cell] = with_preprocess(cached_job(
+            path, lambda cell=cell, plan=plan: plan.finish(cell, done, plan.compute(cell, done)),
+            label=(plan.label or _label)(cell), log=log, clock=clock, detail=plan.detail(cell) if plan.detail else ""),
+            cell)
         if i + 1 == len(cells) or cells[i + 1].pair is not cell.pair:
             cell.pair.release()
     return done
@@ -249,7 +265,7 @@ def _run_elsewhere(plan_of: dict[str, Plan], cells: list[Cell], executor: Execut
         todo = []
         for cell in wave:
             if paths[cell].exists():
-                done[cell] = read_results(paths[cell])
+                done[cell] = with_preprocess(read_results(paths[cell]), cell)
                 log(f"  {clock.done()} {label(cell)}: exists, skipped")
             else:
                 todo.append(cell)
@@ -261,7 +277,7 @@ def _run_elsewhere(plan_of: dict[str, Plan], cells: list[Cell], executor: Execut
             with output_lock(path, log=log):
                 if not path.exists():  # else another run wrote it meanwhile: same inputs, same rows
                     write_results(plan.finish(cell, done, rows), path)
-            done[cell] = read_results(path)
+            done[cell] = with_preprocess(read_results(path), cell)
             detail = plan.detail(cell) if plan.detail else ""
             log(f"  {clock.done(seconds)} {label(cell)}: {detail + ' in ' if detail else ''}{seconds:.1f} s")
     return {cell: done[cell] for cell in cells}
