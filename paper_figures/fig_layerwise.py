@@ -71,6 +71,11 @@ def plot_depth_curves(table: pd.DataFrame, null: pd.DataFrame | None, *, axes=No
     return fig, axes
 
 
+#: Language layers whose ceiling is below this are left out of the normalised curves: a score divided by a
+#: ceiling near 0 (e.g. linear CKA of a layer dominated by a few massive dimensions) is no fraction of anything.
+MIN_CEILING = 0.1
+
+
 def ceiling_rows(normalised: pd.DataFrame) -> pd.DataFrame:
     """The peak layer pair of each (model pair, metric, direction) of a ``normalised.parquet`` table (peak of the
     raw score), with its language layer's ceiling and the ceiling-normalised score, each with its interval."""
@@ -105,7 +110,8 @@ def plot_ceiling(ceiling: pd.DataFrame, normalised: pd.DataFrame):
             g = g.sort_values("rel_depth")
             line = left.plot(g.rel_depth, g.ceiling, marker=".", label=model)[0]
             left.fill_between(g.rel_depth, g.ci_low, g.ci_high, color=line.get_color(), alpha=0.2, lw=0)
-        rows = normalised[(normalised.metric == metric) & (normalised.direction == direction)]
+        rows = normalised[(normalised.metric == metric) & (normalised.direction == direction)
+                          & (normalised.ceiling >= MIN_CEILING)]
         for (mx, my), g in rows.groupby(["model_x", "model_y"]):
             curve = peak_rows(g.assign(score=g.score_ceiling_normalised), ["rel_depth_y"])
             line = right.plot(curve.rel_depth_y, curve.score, marker=".", label=f"{mx} x {my}")[0]
@@ -113,10 +119,10 @@ def plot_ceiling(ceiling: pd.DataFrame, normalised: pd.DataFrame):
             right.plot([peak.rel_depth_y], [peak.score_ceiling_normalised], "o", color=line.get_color())
             right.vlines(peak.rel_depth_y, peak.normalised_ci_low, peak.normalised_ci_high, color=line.get_color())
         n, boot = int(part.n.iloc[0]), int(part.n_boot.iloc[0])
-        left.set_title(f"{metric_label(metric)}, {DIRECTIONS.get(direction, direction)}: caption 0 vs caption 1 "
-                       f"(n = {n} images, {boot} bootstrap resamples)", fontsize=8)
-        right.set_title("score / ceiling of the language layer (best over vision layers; o = peak pair, its "
-                        "interval from the ceiling's)", fontsize=8)
+        left.set_title(f"{metric_label(metric)}, {DIRECTIONS.get(direction, direction)}\ncaption 0 vs caption 1 "
+                       f"(n = {n} images, band: {boot} bootstrap resamples)", fontsize=8)
+        right.set_title(f"score / ceiling, best over vision layers (o: peak pair, line: its interval)\nlayers with "
+                        f"a ceiling below {MIN_CEILING} left out (a ratio to ~0 says nothing)", fontsize=8)
         left.set_ylabel(f"{metric_label(metric)} (higher = more aligned)")
         for ax in (left, right):
             ax.set_xlabel("relative depth of the language layer")
