@@ -24,14 +24,12 @@ from align.engine._plan import Plan
 def heldout_intervals(plan: Plan, n_boot: int, ci: float, seed: int) -> dict[str, dict[str, np.ndarray]]:
     """Per direction, ``ci_low``/``ci_high`` ``[n_x, n_y]`` of every layer pair (NaN where a pair cannot be fitted,
     e.g. a constant layer, which the grid masks anyway)."""
+    from align.metrics import heldout_predictions
     from align.metrics import ridge_cv_predict
     from align.stats import heldout_interval
-    from align.stats import kfold_ids
 
     allowed = set(inspect.signature(ridge_cv_predict).parameters) - {"X", "Y"}
     kwargs = {k: v for k, v in plan.kw.merged.items() if k in allowed}
-    pooled = kwargs.get("cv_score", "fold_mean") == "pooled"
-    fold_ids = None if pooled else kfold_ids(plan.n, kwargs.get("folds", 5), kwargs.get("seed", 0))
     xs, ys = plan.xs.arrays, plan.ys.arrays
     out = {}
     for d in plan.directions:
@@ -43,7 +41,7 @@ def heldout_intervals(plan: Plan, n_boot: int, ci: float, seed: int) -> dict[str
                 try:
                     with warnings.catch_warnings():  # the observed pass already warned about the alpha grid
                         warnings.simplefilter("ignore")
-                        pred = ridge_cv_predict(src, tgt, **kwargs).predictions
+                        pred, fold_ids = heldout_predictions(src, tgt, **kwargs)
                 except ValueError:
                     continue
                 low[i, j], high[i, j] = heldout_interval(pred, tgt, fold_ids, n_boot=n_boot, ci=ci, seed=seed)

@@ -21,10 +21,11 @@ _PREDICTIONS: OrderedDict = OrderedDict()  # a few recent out-of-fold prediction
 _CACHE_SIZE = 8
 
 
-def _predict(X, Y, ridge_kwargs: dict) -> np.ndarray:
-    """Out-of-fold predictions ``[n, q]`` of Y from X (``ridge_cv_predict``), memoised by content: a condition
-    compared with several others (k = 1 against every k) is fitted once."""
-    from align.metrics import ridge_cv_predict
+def _predict(X, Y, ridge_kwargs: dict) -> tuple[np.ndarray, np.ndarray | None]:
+    """Out-of-fold predictions ``[n, q]`` of Y from X and the fold ids of the score
+    (``align.metrics.heldout_predictions``), memoised by content: a condition compared with several others (k = 1
+    against every k) is fitted once."""
+    from align.metrics import heldout_predictions
 
     X, Y = np.ascontiguousarray(X, np.float32), np.ascontiguousarray(Y, np.float32)
     h = hashlib.sha256()
@@ -34,7 +35,7 @@ def _predict(X, Y, ridge_kwargs: dict) -> np.ndarray:
     h.update(json.dumps(ridge_kwargs, sort_keys=True, default=str).encode())
     key = h.hexdigest()
     if key not in _PREDICTIONS:
-        _PREDICTIONS[key] = np.asarray(ridge_cv_predict(X, Y, **ridge_kwargs).predictions, np.float64)
+        _PREDICTIONS[key] = heldout_predictions(X, Y, **ridge_kwargs)
         while len(_PREDICTIONS) > _CACHE_SIZE:
             _PREDICTIONS.popitem(last=False)
     return _PREDICTIONS[key]
@@ -58,7 +59,6 @@ def heldout_paired_difference(X_a, Y_a, X_b, Y_b, *, n_perm: int = 1000, n_boot:
       ``null_mean``, ``ci_low``, ``ci_high`` (NaN where not computed) and ``n``.
     """
     from align.stats import heldout_difference
-    from align.stats import kfold_ids
 
     kwargs = dict(metric_kwargs or {})
     n = len(X_a)
@@ -67,7 +67,6 @@ def heldout_paired_difference(X_a, Y_a, X_b, Y_b, *, n_perm: int = 1000, n_boot:
                          f"{len(X_a)}, {len(Y_a)}, {len(X_b)}, {len(Y_b)}")
     if np.shape(Y_a)[1] != np.shape(Y_b)[1]:
         raise ValueError("heldout_paired_difference: the targets of A and B must have the same width")
-    pooled = kwargs.get("cv_score", "fold_mean") == "pooled"
-    fold_ids = None if pooled else kfold_ids(n, kwargs.get("folds", 5), kwargs.get("seed", 0))
-    return heldout_difference(_predict(X_a, Y_a, kwargs), Y_a, _predict(X_b, Y_b, kwargs), Y_b, fold_ids,
+    (P_a, fold_ids), (P_b, _) = _predict(X_a, Y_a, kwargs), _predict(X_b, Y_b, kwargs)  # same n, same folds
+    return heldout_difference(P_a, Y_a, P_b, Y_b, fold_ids,
                               n_perm=n_perm, n_boot=n_boot, ci=ci, seed=seed)

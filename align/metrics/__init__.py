@@ -34,5 +34,6 @@ from align.metrics._alphas import DEFAULT_ALPHAS
 from align.stats import kfold_ids
 from align.metrics._ridge import RidgeCVResult
 from align.metrics._ridge import linear_predictivity
+from align.metrics._ridge import heldout_predictions
 from align.metrics._ridge import ridge_cv_predict
 from align.metrics._mlp import mlp_predictivity

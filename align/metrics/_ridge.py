@@ -347,6 +347,15 @@ def ridge_cv_predict(X, Y, alphas=DEFAULT_ALPHAS, folds=5, seed: int = 0, alpha_
                          np.asarray(per_fold), float(median), float(low), float(high))
 
 
+def heldout_predictions(X, Y, **kwargs) -> tuple[np.ndarray, np.ndarray | None]:
+    """What the held-out statistics of linear predictivity resample (``align.stats.heldout_interval``,
+    ``heldout_difference``): the out-of-fold predictions ``[n, q]`` (float64) of :func:`ridge_cv_predict` with
+    ``kwargs``, and the fold ids its score averages over (None with ``cv_score="pooled"``: one pooled fold)."""
+    result = ridge_cv_predict(X, Y, **kwargs)
+    pooled = kwargs.get("cv_score", "fold_mean") == "pooled"
+    return np.asarray(result.predictions, np.float64), None if pooled else result.fold_ids
+
+
 def linear_predictivity(X, Y, alphas=DEFAULT_ALPHAS, folds=5, seed: int = 0, alpha_per_target: bool = True,
                         scale: bool = False, score: str = "pearson", alpha_selection: str = "loo",
                         cv_score: str = "fold_mean", pca_components: int = 0):
